@@ -1,0 +1,1 @@
+"""llmlab: the helper package of the course."""

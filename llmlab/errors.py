@@ -1,0 +1,23 @@
+"""The few errors a student meets, each with a message that says what to do next."""
+
+from __future__ import annotations
+
+
+class LLMLabError(Exception):
+    """Base class of every error raised by llmlab."""
+
+
+class MissingPackageError(LLMLabError, ImportError):
+    """A package the course needs is not installed."""
+
+    def __init__(self, package: str, install: str, why: str) -> None:
+        super().__init__(f"{why} needs the package '{package}'. Install it with:\n    {install}")
+        self.package = package
+
+
+class ModelNotFoundError(LLMLabError, FileNotFoundError):
+    """The model setting names nothing that can be loaded."""
+
+
+class ModelTooLargeError(LLMLabError, MemoryError):
+    """The model would not fit in the memory this machine has free."""

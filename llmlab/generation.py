@@ -27,8 +27,9 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from llmlab.hardware import Device, detect_hardware
-from llmlab.models import resolve_model
+from llmlab.errors import ModelNotFoundError
+from llmlab.hardware import Device, GiB, detect_hardware
+from llmlab.models import check_fits_in_memory, resolve_model
 
 Message = dict[str, str]
 ROLES = ("system", "user", "assistant")
@@ -168,10 +169,20 @@ class LocalLLM:
         dtype: torch.dtype | None = None,
     ) -> None:
         self.model_path = resolve_model(model)
-        self.device: Device = device or detect_hardware().device
+        hardware = detect_hardware()
+        self.device: Device = device or hardware.device
         self.dtype = dtype or pick_dtype(self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
+        check_fits_in_memory(
+            self.model_path, self.dtype.itemsize, int(hardware.available_memory_gib * GiB)
+        )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
+        except OSError as error:  # what Transformers raises for a model it cannot fetch
+            raise ModelNotFoundError(
+                f"Could not load {self.model_path!r}: {error}\nWithout access to a model hub, "
+                "use a local folder or a .gguf file (see llmlab.models)."
+            ) from error
         self.model.to(self.device).eval()
 
     def __repr__(self) -> str:
@@ -185,12 +196,20 @@ class LocalLLM:
 
     @overload
     def generate(
-        self, prompt: str, params: SamplingParams | None = ..., *, stream: Literal[False] = ...,
+        self,
+        prompt: str,
+        params: SamplingParams | None = ...,
+        *,
+        stream: Literal[False] = ...,
         **overrides: object,
     ) -> GenerationResult: ...
     @overload
     def generate(
-        self, prompt: str, params: SamplingParams | None = ..., *, stream: Literal[True],
+        self,
+        prompt: str,
+        params: SamplingParams | None = ...,
+        *,
+        stream: Literal[True],
         **overrides: object,
     ) -> Iterator[StreamChunk]: ...
     def generate(
@@ -212,13 +231,21 @@ class LocalLLM:
 
     @overload
     def chat(
-        self, messages: Sequence[Message], params: SamplingParams | None = ...,
-        *, stream: Literal[False] = ..., **overrides: object,
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams | None = ...,
+        *,
+        stream: Literal[False] = ...,
+        **overrides: object,
     ) -> GenerationResult: ...
     @overload
     def chat(
-        self, messages: Sequence[Message], params: SamplingParams | None = ...,
-        *, stream: Literal[True], **overrides: object,
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams | None = ...,
+        *,
+        stream: Literal[True],
+        **overrides: object,
     ) -> Iterator[StreamChunk]: ...
     def chat(
         self,

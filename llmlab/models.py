@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from llmlab.errors import MissingPackageError, ModelNotFoundError, ModelTooLargeError
-from llmlab.hardware import GiB
+from llmlab.hardware import BYTES_PER_PARAM, GiB
 from llmlab.settings import DEFAULT_MODEL, cache_dir, model_setting
 
 if TYPE_CHECKING:
@@ -126,6 +127,28 @@ def materialize_gguf(gguf_path: Path, *, name: str | None = None) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def check_fits_in_memory(model_path: str, bytes_per_param: float, available_bytes: int) -> None:
+    """Refuse a local model whose weights alone would not fit in ``available_bytes``.
+
+    Loading one that does not fit takes minutes and ends with the kernel killed, not an error.
+    A hub id is not checked: its size is unknown until it is downloaded.
+    """
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return
+    files = list(folder.glob("*.safetensors")) or list(folder.glob("*.bin"))
+    config = json.loads((folder / "config.json").read_text())
+    stored_dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    stored_bytes = sum(file.stat().st_size for file in files)
+    needed = stored_bytes / BYTES_PER_PARAM.get(stored_dtype, 2.0) * bytes_per_param
+    if needed > available_bytes:
+        raise ModelTooLargeError(
+            f"{folder.name} needs about {needed / GiB:.1f} GiB for its weights at "
+            f"{bytes_per_param:g} bytes per parameter; {available_bytes / GiB:.1f} GiB is free. "
+            "Close other notebooks, pick a 16-bit or quantized dtype, or a smaller model."
+        )
 
 
 def gguf_parameter_count(gguf_path: Path) -> int:

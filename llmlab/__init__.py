@@ -3,6 +3,8 @@
 The notebooks show each idea in a few lines and call llmlab for the plumbing.
 """
 
+from importlib.metadata import version
+
 from llmlab.errors import LLMLabError, MissingPackageError, ModelNotFoundError, ModelTooLargeError
 from llmlab.generation import GenerationResult, LocalLLM, SamplingParams, StreamChunk, Usage
 from llmlab.hardware import (
@@ -16,6 +18,8 @@ from llmlab.hardware import (
 )
 from llmlab.models import resolve_model
 from llmlab.settings import DEFAULT_MODEL, cache_dir
+
+__version__ = version("llmlab")
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal, overload
 
 import torch
@@ -26,6 +28,7 @@ from transformers import (
     StoppingCriteriaList,
     TextIteratorStreamer,
 )
+from transformers.utils import logging as hf_logging
 
 from llmlab.errors import ModelNotFoundError
 from llmlab.hardware import Device, GiB, detect_hardware
@@ -176,8 +179,9 @@ class LocalLLM:
             self.model_path, self.dtype.itemsize, int(hardware.available_memory_gib * GiB)
         )
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-            self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
+            with _quiet_when_local(self.model_path):
+                self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+                self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
         except OSError as error:  # what Transformers raises for a model it cannot fetch
             raise ModelNotFoundError(
                 f"Could not load {self.model_path!r}: {error}\nWithout access to a model hub, "
@@ -322,6 +326,21 @@ class LocalLLM:
     def _pad_token_id(self) -> int:
         pad = self.tokenizer.pad_token_id
         return pad if pad is not None else min(self._stop_token_ids())
+
+
+@contextmanager
+def _quiet_when_local(model_path: str) -> Iterator[None]:
+    """Hide Transformers' per-tensor progress bar for a local folder: it loads in a second, and
+    the bar would only clutter the notebook. A hub download keeps its progress."""
+    local = Path(model_path).is_dir()
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if local:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if local and was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _params(params: SamplingParams | None, overrides: dict[str, object]) -> SamplingParams:

@@ -49,6 +49,8 @@ class SamplingParams:
     top_k: int = 0
     repetition_penalty: float = 1.0
     seed: int | None = None
+    #: Write exactly max_new_tokens (vLLM's name for it): equal work when comparing speeds.
+    ignore_eos: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,6 +75,7 @@ class SamplingParams:
         """The arguments ``model.generate`` expects, with sampling off when greedy."""
         kwargs: dict[str, object] = {
             "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.max_new_tokens if self.ignore_eos else None,
             "repetition_penalty": self.repetition_penalty,
         }
         if self.greedy:
@@ -230,8 +233,7 @@ class LocalLLM:
         """
         if not isinstance(prompt, str) or not prompt:
             raise ValueError("prompt must be a non-empty string")
-        inputs = self.tokenizer(prompt, return_tensors="pt")
-        return self._run(inputs, _params(params, overrides), stream)
+        return self._run(self.encode(prompt), sampling_params(params, overrides), stream)
 
     @overload
     def chat(
@@ -260,28 +262,61 @@ class LocalLLM:
         **overrides: object,
     ) -> GenerationResult | Iterator[StreamChunk]:
         """Answer the last message of a chat, formatted by the model's own chat template."""
-        inputs = self.tokenizer.apply_chat_template(
-            validate_messages(messages),
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
-        )
-        return self._run(inputs, _params(params, overrides), stream)
+        messages = validate_messages(messages)  # a bare string here is a mistake, not a prompt
+        return self._run(self.encode(messages), sampling_params(params, overrides), stream)
 
-    def _run(
-        self, inputs: dict[str, torch.Tensor], params: SamplingParams, stream: bool
-    ) -> GenerationResult | Iterator[StreamChunk]:
-        inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
+    def encode(self, prompt: str | Sequence[Message]) -> list[int]:
+        """Token ids for a plain prompt (as is) or a chat (through the chat template)."""
+        if isinstance(prompt, str):
+            return self.tokenizer(prompt)["input_ids"]
+        return self.tokenizer.apply_chat_template(
+            validate_messages(prompt), add_generation_prompt=True, return_dict=True
+        )["input_ids"]
+
+    def generate_tokens(
+        self, inputs: dict[str, torch.Tensor], params: SamplingParams
+    ) -> torch.Tensor:
+        """Run ``model.generate`` on a (possibly padded) batch; returns prompt + new ids per row."""
+        with torch.inference_mode():
+            return self.model.generate(**self._generate_kwargs(inputs, params))
+
+    def result_from_tokens(
+        self, prompt_tokens: int, new_tokens: Sequence[int], max_new_tokens: int
+    ) -> GenerationResult:
+        """Decode what the model wrote, up to and including its first stop token (in a batch,
+        rows that stopped early are padded after it)."""
+        new_tokens = [int(token) for token in new_tokens]
+        stop_ids = self._stop_token_ids()
+        end = next((i + 1 for i, token in enumerate(new_tokens) if token in stop_ids), None)
+        written = new_tokens[:end] if end else new_tokens
+        finish: FinishReason = "stop" if end or len(written) < max_new_tokens else "length"
+        return GenerationResult(
+            text=self.tokenizer.decode(written, skip_special_tokens=True),
+            usage=Usage(prompt_tokens, len(written)),
+            finish_reason=finish,
+        )
+
+    def _generate_kwargs(
+        self, inputs: dict[str, torch.Tensor], params: SamplingParams
+    ) -> dict[str, object]:
         if params.seed is not None:
             torch.manual_seed(params.seed)
-        kwargs = inputs | params.generate_kwargs() | {"pad_token_id": self._pad_token_id()}
-        if stream:
-            return self._stream(kwargs)
-        with torch.inference_mode():
-            output = self.model.generate(**kwargs)
-        return self._result(inputs["input_ids"], output[0], params.max_new_tokens)
+        inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
+        return inputs | params.generate_kwargs() | {"pad_token_id": self.pad_token_id}
 
-    def _stream(self, kwargs: dict[str, object]) -> Iterator[StreamChunk]:
+    def _run(
+        self, prompt_ids: list[int], params: SamplingParams, stream: bool
+    ) -> GenerationResult | Iterator[StreamChunk]:
+        inputs = {"input_ids": torch.tensor([prompt_ids])}
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        if stream:
+            return self._stream(self._generate_kwargs(inputs, params), len(prompt_ids))
+        output = self.generate_tokens(inputs, params)[0]
+        return self.result_from_tokens(
+            len(prompt_ids), output[len(prompt_ids) :], params.max_new_tokens
+        )
+
+    def _stream(self, kwargs: dict[str, object], prompt_tokens: int) -> Iterator[StreamChunk]:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         abandoned = threading.Event()
         outputs: list[torch.Tensor] = []
@@ -303,27 +338,17 @@ class LocalLLM:
             abandoned.set()  # no-op when the stream was read to the end
             thread.join()
         if outputs:
-            final = self._result(kwargs["input_ids"], outputs[0][0], kwargs["max_new_tokens"])
+            new_tokens = outputs[0][0][prompt_tokens:]
+            final = self.result_from_tokens(prompt_tokens, new_tokens, kwargs["max_new_tokens"])
             yield StreamChunk("", usage=final.usage, finish_reason=final.finish_reason)
-
-    def _result(
-        self, prompt_ids: torch.Tensor, sequence: torch.Tensor, max_new_tokens: int
-    ) -> GenerationResult:
-        new_tokens = sequence[prompt_ids.shape[1] :]
-        hit_stop_token = len(new_tokens) > 0 and int(new_tokens[-1]) in self._stop_token_ids()
-        cut_short = len(new_tokens) >= max_new_tokens and not hit_stop_token
-        finish: FinishReason = "length" if cut_short else "stop"
-        return GenerationResult(
-            text=self.tokenizer.decode(new_tokens, skip_special_tokens=True),
-            usage=Usage(prompt_ids.shape[1], len(new_tokens)),
-            finish_reason=finish,
-        )
 
     def _stop_token_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         return set(eos if isinstance(eos, list) else [eos]) - {None}
 
-    def _pad_token_id(self) -> int:
+    @property
+    def pad_token_id(self) -> int:
+        """The id that fills the short rows of a batch (the end-of-text token if none is set)."""
         pad = self.tokenizer.pad_token_id
         return pad if pad is not None else min(self._stop_token_ids())
 
@@ -343,7 +368,8 @@ def _quiet_when_local(model_path: str) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _params(params: SamplingParams | None, overrides: dict[str, object]) -> SamplingParams:
+def sampling_params(params: SamplingParams | None, overrides: dict[str, object]) -> SamplingParams:
+    """``params`` (or the defaults) with keyword overrides applied, misspellings named."""
     base = params or SamplingParams()
     unknown = set(overrides) - set(asdict(base))
     if unknown:

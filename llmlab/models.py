@@ -108,9 +108,7 @@ def materialize_gguf(gguf_path: Path, *, name: str | None = None) -> Path:
     renamed), so a crash never leaves a half-written model that a later load would trust.
     """
     gguf_path = Path(gguf_path).resolve()
-    stat = gguf_path.stat()
-    key = hashlib.sha256(f"{gguf_path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-    target = cache_dir() / "models" / f"{name or gguf_path.stem}-{key[:10]}"
+    target = cache_dir() / "models" / f"{name or gguf_path.stem}-{_fingerprint(gguf_path)}"
     if (target / COMPLETE_MARKER).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +147,17 @@ def check_fits_in_memory(model_path: str, bytes_per_param: float, available_byte
             f"{bytes_per_param:g} bytes per parameter; {available_bytes / GiB:.1f} GiB is free. "
             "Close other notebooks, pick a 16-bit or quantized dtype, or a smaller model."
         )
+
+
+def _fingerprint(path: Path, sample: int = 1 << 20) -> str:
+    """Identify a file by its size and its first and last MiB, not its location: the same GGUF in
+    another environment (a fresh clone, a new venv) reuses the folder converted before."""
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as file:
+        digest.update(file.read(sample))
+        file.seek(max(0, path.stat().st_size - sample))
+        digest.update(file.read(sample))
+    return digest.hexdigest()[:10]
 
 
 def gguf_parameter_count(gguf_path: Path) -> int:

@@ -15,6 +15,7 @@ a collate function that pads each batch as it is drawn.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from llmlab.generation import GenerationResult, LocalLLM, Message, SamplingParams, sampling_params
+from llmlab.profiling import peak_memory
 
 Prompt = str | Sequence[Message]
 
@@ -123,3 +125,57 @@ def generate_batch(
 def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One pass over a workload at one batch size."""
+
+    batch_size: int
+    seconds: float
+    output_tokens: int
+    mean_latency_s: float
+    peak_memory_growth_mib: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.output_tokens / self.seconds
+
+
+def measure_batch_sizes(
+    llm: LocalLLM,
+    prompts: Sequence[Prompt],
+    batch_sizes: Sequence[int] = (1, 2, 4, 8, 16),
+    *,
+    max_new_tokens: int = 64,
+) -> list[BatchRun]:
+    """Time the same prompts at each batch size, greedy, with exactly ``max_new_tokens`` each.
+
+    All prompts are waiting at the start, as in an offline job: a prompt's latency is the time
+    until its batch is done, so later batches wait for earlier ones. Forcing the output length
+    (``ignore_eos``) makes every batch size do the same work.
+    """
+    params = SamplingParams(temperature=0, max_new_tokens=max_new_tokens, ignore_eos=True)
+    generate_batch(llm, prompts[:1], params, progress=False)  # warm up
+    runs = []
+    for batch_size in tqdm(sorted(batch_sizes), desc="Batch sizes", unit="size"):
+        latencies, tokens = [], 0
+        with peak_memory() as memory:
+            started = time.perf_counter()
+            for batch in batch_order([0] * len(prompts), batch_size, sort_by_length=False):
+                results = generate_batch(
+                    llm, [prompts[i] for i in batch], params, batch_size=batch_size, progress=False
+                )
+                tokens += sum(result.usage.completion_tokens for result in results)
+                latencies += [time.perf_counter() - started] * len(batch)
+            seconds = time.perf_counter() - started
+        runs.append(
+            BatchRun(
+                batch_size,
+                seconds,
+                tokens,
+                mean_latency_s=sum(latencies) / len(latencies),
+                peak_memory_growth_mib=memory.growth_bytes / 2**20,
+            )
+        )
+    return runs

@@ -3,15 +3,12 @@
 import pytest
 
 from llmlab.generation import LocalLLM
+from llmlab.prompts import SYSTEM_PROMPT
+from llmlab.prompts import chat as ask  # noqa: F401 (re-exported for the tests)
 
-SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+SYSTEM = {"role": "system", "content": SYSTEM_PROMPT}
 
 
 @pytest.fixture(scope="session")
 def llm() -> LocalLLM:
     return LocalLLM()
-
-
-def ask(question: str) -> list[dict[str, str]]:
-    """A chat with the explicit system prompt the small default model answers best with."""
-    return [SYSTEM, {"role": "user", "content": question}]

@@ -1,0 +1,48 @@
+"""Measure what a block of code costs in memory, as the operating system sees it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass
+class PeakMemory:
+    """Resident memory of this process before a block, and the most it reached during it."""
+
+    baseline_bytes: int
+    peak_bytes: int = 0
+
+    @property
+    def growth_bytes(self) -> int:
+        return max(0, self.peak_bytes - self.baseline_bytes)
+
+
+@contextmanager
+def peak_memory(interval_s: float = 0.005) -> Iterator[PeakMemory]:
+    """Sample this process's resident set size every ``interval_s`` while the block runs.
+
+    Sampling (not ``tracemalloc``) because PyTorch allocates outside Python's allocator.
+    Memory freed by PyTorch may stay with the process, so measure smaller workloads first.
+    """
+    process = psutil.Process()
+    result = PeakMemory(baseline_bytes=process.memory_info().rss)
+    result.peak_bytes = result.baseline_bytes
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(interval_s):
+            result.peak_bytes = max(result.peak_bytes, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        sampler.join()
+        result.peak_bytes = max(result.peak_bytes, process.memory_info().rss)

@@ -21,3 +21,11 @@ class ModelNotFoundError(LLMLabError, FileNotFoundError):
 
 class ModelTooLargeError(LLMLabError, MemoryError):
     """The model would not fit in the memory this machine has free."""
+
+
+class PortInUseError(LLMLabError, OSError):
+    """The port asked for is taken, often by a server an earlier run left behind."""
+
+
+class ServerStartError(LLMLabError, RuntimeError):
+    """A server process exited or never became healthy; the message ends with its log."""

@@ -1,0 +1,198 @@
+"""Start a model server as a child process, wait until it answers, and always stop it.
+
+Every chapter that runs a server (vLLM, llama-server, the course's FastAPI service) goes through
+``Server``, so each one behaves the same way:
+
+* it binds 127.0.0.1 unless told otherwise, on a free port unless one is given;
+* ``start`` waits for the health endpoint with a progress bar and a timeout, and if the server
+  dies or never answers, the error shows the end of its log;
+* the log goes to a file in the cache folder that the student can open;
+* ``stop`` ends the whole process group (vLLM starts worker processes of its own), on
+  ``with`` exit, on error, and when the Python process exits, so no server outlives the
+  notebook or test that started it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from tqdm.auto import tqdm
+
+from llmlab.errors import PortInUseError, ServerStartError
+from llmlab.settings import cache_dir
+
+LOCALHOST = "127.0.0.1"
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = LOCALHOST) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) == 0
+
+
+class Server:
+    """A server process. ``command`` may contain ``{host}`` and ``{port}``, filled in on start.
+
+    >>> with Server(["python", "-m", "http.server", "--bind", "{host}", "{port}"],
+    ...             name="files", health_path="/") as server:
+    ...     httpx.get(server.url("/"))
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        name: str,
+        model: str | None = None,
+        host: str = LOCALHOST,
+        port: int | None = None,
+        health_path: str = "/health",
+        api_key: str | None = None,
+        env: Mapping[str, str] | None = None,
+        startup_timeout_s: float = 300,
+    ) -> None:
+        self.name = name
+        self.model = model  # the model name clients ask for, where the server serves one
+        self.host = host
+        self.port = port
+        self.health_path = health_path
+        self.api_key = api_key
+        self.env = dict(env or {})
+        self.startup_timeout_s = startup_timeout_s
+        self._template = list(command)
+        self.command: list[str] = []
+        self.log_path: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Server {self.name} {state} at {self.base_url if self.port else '?'}>"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, path: str = "") -> str:
+        return self.base_url + path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header the server's API key asks for (empty without a key)."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> Server:
+        """Start the process and block until its health endpoint answers 200."""
+        if self.running:
+            return self
+        if self.port is None:
+            self.port = free_port(self.host)
+        elif port_in_use(self.port, self.host):
+            raise PortInUseError(
+                f"Port {self.port} on {self.host} is already in use, perhaps by a server from an "
+                f"earlier run. Stop it, or leave the port unset to get a free one."
+            )
+        self.command = [part.format(host=self.host, port=self.port) for part in self._template]
+        log_dir = cache_dir() / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{self.name}-{self.port}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=os.environ | self.env,
+                start_new_session=True,  # its own process group: stop() ends its workers too
+            )
+        atexit.register(self.stop)
+        try:
+            self._wait_until_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout_s: float = 20) -> None:
+        """Ask the process group to exit (SIGTERM), then force it (SIGKILL) after ``timeout_s``."""
+        process, self.process = self.process, None
+        atexit.unregister(self.stop)
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(wait_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's log: where a failed start explains itself."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _wait_until_healthy(self) -> None:
+        started = time.monotonic()
+        with (
+            tqdm(total=int(self.startup_timeout_s), desc=f"Starting {self.name}", unit="s") as bar,
+            httpx.Client(timeout=2) as client,
+        ):
+            while True:
+                elapsed = time.monotonic() - started
+                bar.update(int(elapsed) - bar.n)
+                if self.process.poll() is not None:
+                    raise ServerStartError(
+                        f"{self.name} exited with code {self.process.returncode} before it was "
+                        f"ready. The end of its log ({self.log_path}):\n{self.log_tail()}"
+                    )
+                if elapsed > self.startup_timeout_s:
+                    raise ServerStartError(
+                        f"{self.name} did not answer {self.health_path} within "
+                        f"{self.startup_timeout_s:.0f} s. The end of its log ({self.log_path}):\n"
+                        f"{self.log_tail()}"
+                    )
+                try:
+                    if client.get(self.url(self.health_path)).status_code == 200:
+                        bar.set_postfix_str(f"ready after {elapsed:.0f} s")
+                        return
+                except httpx.TransportError:
+                    pass  # not listening yet
+                last_line = self.log_tail(1)[-60:]
+                if last_line:
+                    bar.set_postfix_str(last_line, refresh=False)
+                time.sleep(0.5)

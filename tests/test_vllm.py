@@ -1,0 +1,101 @@
+"""A real vLLM server on the default model, driven by the official openai client and ours."""
+
+import asyncio
+
+import httpx
+import openai
+import psutil
+import pytest
+
+from llmlab.clients import AsyncBatchClient
+from llmlab.prompts import chat
+from llmlab.servers import Server
+from llmlab.vllm_server import vllm_server
+
+API_KEY = "sk-course-test"
+CAPITAL = chat("What is the capital of France?")
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = vllm_server(api_key=API_KEY, enforce_eager=True, max_num_seqs=16).start()
+    group = [server.process, *psutil.Process(server.process.pid).children(recursive=True)]
+    yield server
+    server.stop()
+    gone, alive = psutil.wait_procs(group, timeout=10)
+    assert alive == [], f"vLLM processes left running: {alive}"
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url("/v1"), api_key=API_KEY, timeout=60)
+
+
+def test_chat_answers_with_usage(server: Server, client: openai.OpenAI):
+    response = client.chat.completions.create(
+        model=server.model, messages=CAPITAL, temperature=0, max_tokens=32
+    )
+    assert "Paris" in response.choices[0].message.content
+    assert response.choices[0].finish_reason == "stop"
+    assert response.usage.prompt_tokens == 27  # the same chat template as Transformers
+
+
+def test_completions_continue_a_prompt(server: Server, client: openai.OpenAI):
+    response = client.completions.create(
+        model=server.model, prompt="The capital of France is", temperature=0, max_tokens=3
+    )
+    assert "Paris" in response.choices[0].text
+
+
+def test_streaming_gives_the_same_answer_in_pieces(server: Server, client: openai.OpenAI):
+    whole = client.chat.completions.create(
+        model=server.model, messages=CAPITAL, temperature=0, max_tokens=32
+    )
+    stream = client.chat.completions.create(
+        model=server.model, messages=CAPITAL, temperature=0, max_tokens=32, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 3
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_the_api_key_is_enforced(server: Server):
+    assert httpx.get(server.url("/v1/models")).status_code == 401
+    assert httpx.get(server.url("/v1/models"), headers=server.headers).status_code == 200
+    wrong = openai.OpenAI(base_url=server.url("/v1"), api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+
+
+def test_the_health_endpoint_needs_no_key(server: Server):
+    assert httpx.get(server.url("/health")).status_code == 200
+
+
+def test_the_async_client_keeps_input_order_and_reports_a_rejected_request(server: Server):
+    # Each answer must match its own question: results come back in input order. (Greedy text
+    # can differ slightly from a request sent alone: a batch changes bf16 rounding.)
+    expected = {
+        "What is the capital of France?": "Paris",
+        "Who wrote Romeo and Juliet?": "Shakespeare",
+        "What is the largest planet in the solar system?": "Jupiter",
+    }
+    prompts = [chat(question) for question in expected]
+    too_long = chat("word " * 3000)  # over --max-model-len 2048: the server refuses it
+
+    async def main():
+        async with AsyncBatchClient(
+            server.url("/v1"), server.model, api_key=API_KEY, concurrency=4
+        ) as batch:
+            return await batch.run([*prompts, too_long], temperature=0, max_tokens=32)
+
+    results = asyncio.run(main())
+    assert [r.index for r in results] == [0, 1, 2, 3]
+    for result, keyword in zip(results, expected.values(), strict=False):
+        assert result.ok and keyword in result.text, (keyword, result)
+        assert result.completion_tokens > 0
+    rejected = results[3]
+    assert not rejected.ok and rejected.attempts == 1
+    assert rejected.error.startswith("HTTP 400") and "2048" in rejected.error

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from llmlab.errors import PortInUseError, ServerStartError
 from llmlab.settings import cache_dir
 
 LOCALHOST = "127.0.0.1"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # colours in logs written for a terminal
 
 
 def free_port(host: str = LOCALHOST) -> int:
@@ -152,7 +154,7 @@ class Server:
         """The last lines of the server's log: where a failed start explains itself."""
         if self.log_path is None or not self.log_path.exists():
             return ""
-        text = self.log_path.read_text(errors="replace")
+        text = ANSI_ESCAPE.sub("", self.log_path.read_text(errors="replace"))
         return "\n".join(text.splitlines()[-lines:])
 
     def __enter__(self) -> Server:

@@ -28,6 +28,7 @@ from types import TracebackType
 import httpx
 from tqdm.auto import tqdm
 
+from llmlab.clients.http import bearer
 from llmlab.errors import PortInUseError, ServerStartError
 from llmlab.settings import cache_dir
 
@@ -95,7 +96,7 @@ class Server:
     @property
     def headers(self) -> dict[str, str]:
         """The ``Authorization`` header the server's API key asks for (empty without a key)."""
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return bearer(self.api_key)
 
     @property
     def running(self) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from tqdm.auto import tqdm
 
+from llmlab.clients.http import bearer, error_message
 from llmlab.generation import Message
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -81,9 +82,11 @@ class AsyncBatchClient:
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff_s = backoff_s
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=timeout_s, headers=headers, transport=transport
+            base_url=base_url.rstrip("/"),
+            timeout=timeout_s,
+            headers=bearer(api_key),
+            transport=transport,
         )
 
     async def __aenter__(self) -> AsyncBatchClient:
@@ -124,7 +127,7 @@ class AsyncBatchClient:
             else:
                 if response.is_success:
                     return response.json(), attempt
-                problem = f"HTTP {response.status_code}: {_error_message(response)}"
+                problem = f"HTTP {response.status_code}: {error_message(response)}"
                 if response.status_code not in RETRY_STATUSES:
                     raise RequestFailed(problem, attempt)
                 wait_s = _retry_after(response) or self._backoff(attempt)
@@ -175,18 +178,6 @@ def _result(index: int, body: dict[str, Any], attempts: int, latency_s: float) -
         attempts=attempts,
         latency_s=latency_s,
     )
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The server's own words: OpenAI-style ``{"error": {"message": ...}}`` or plain text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    error = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(error, dict):
-        return str(error.get("message") or error)[:300]
-    return str(error)[:300]
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,0 +1,23 @@
+"""What the course's HTTP clients share."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's own words about an error, whichever shape it uses: OpenAI-style
+    ``{"error": {"message": ...}}`` (vLLM, llama-server), ``{"error": "..."}`` (Ollama), or text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    error = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:300]
+    return str(error)[:300]
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The ``Authorization`` header for an API key (none without one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}

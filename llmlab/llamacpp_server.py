@@ -1,0 +1,66 @@
+"""Start llama.cpp's ``llama-server`` on a GGUF file.
+
+The source chapter starts it with ``--host 0.0.0.0`` and no key, a fixed port, and
+``--temp 0.7`` (a default for requests that set none). Here: 127.0.0.1, a free port, an optional
+``--api-key``, and ``--parallel`` slots. Each slot serves one request at a time and the server
+batches all busy slots into each step (continuous batching); the context (``-c``) is shared, so
+every slot gets ``ctx_size / parallel`` tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmlab.errors import ModelNotFoundError
+from llmlab.llamacpp_tools import find_tools
+from llmlab.models import default_gguf
+from llmlab.servers import LOCALHOST, Server
+
+
+def llama_server(
+    gguf: str | Path | None = None,
+    *,
+    alias: str | None = None,
+    host: str = LOCALHOST,
+    port: int | None = None,
+    api_key: str | None = None,
+    parallel: int = 4,
+    ctx_per_slot: int = 2048,
+    threads: int | None = None,
+    extra_args: Sequence[str] = (),
+    startup_timeout_s: float = 120,
+) -> Server:
+    """A ``Server`` for llama-server on ``gguf`` (default: the course's SmolLM2 Q4_1 file)."""
+    path = Path(gguf).expanduser() if gguf else default_gguf()
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"No GGUF file at {path}. Pass the path of a .gguf file (chapter 04 makes some)."
+        )
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, not {parallel}")
+    name = alias or path.stem
+    command = [
+        str(find_tools().server),
+        "--model", str(path),
+        "--alias", name,
+        "--host", "{host}",
+        "--port", "{port}",
+        "--parallel", str(parallel),
+        "--ctx-size", str(ctx_per_slot * parallel),
+        "--metrics",
+    ]  # fmt: skip
+    if threads:
+        command += ["--threads", str(threads)]
+    if api_key:
+        command += ["--api-key", api_key]
+    command += list(extra_args)
+    return Server(
+        command,
+        name="llama-server",
+        model=name,
+        host=host,
+        port=port,
+        api_key=api_key,
+        startup_timeout_s=startup_timeout_s,
+    )

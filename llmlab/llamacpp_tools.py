@@ -1,0 +1,180 @@
+"""Find llama.cpp's tools, or build them once from a pinned source into the cache folder.
+
+The course needs three things from llama.cpp: ``llama-server``, ``llama-quantize`` and the
+converter script ``convert_hf_to_gguf.py``. A ``llama-server`` already on PATH (Homebrew,
+a release download, a package manager) or named by ``$LLAMA_SERVER`` is used as it is, with the
+tools beside it. Otherwise they are built from the llama.cpp sources that the
+``llama-cpp-python`` source distribution vendors (a pinned release on PyPI, so the build needs
+no other download): about 7 minutes on two cores, once; later calls return at once.
+
+Run ``python -m llmlab.llamacpp_tools`` to build ahead of a class.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+from tqdm.auto import tqdm
+
+from llmlab.errors import LLMLabError
+from llmlab.settings import cache_dir
+
+SOURCE_PACKAGE = "llama-cpp-python==0.3.36"
+BINARIES = ("llama-server", "llama-quantize")
+CONVERTER = "convert_hf_to_gguf.py"
+CONVERTER_FILES = (CONVERTER, "conversion", "gguf-py")
+
+
+class ToolchainError(LLMLabError, RuntimeError):
+    """llama.cpp could not be built here; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class LlamaCppTools:
+    server: Path
+    quantize: Path | None
+    converter: Path | None
+
+    @property
+    def version(self) -> str:
+        """What ``llama-server --version`` reports (the llama.cpp build number and commit)."""
+        run = subprocess.run(
+            [self.server, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+        lines = (run.stdout + run.stderr).strip().splitlines()
+        return next((line for line in lines if line.startswith("version")), lines[-1])
+
+
+def find_tools() -> LlamaCppTools:
+    """``$LLAMA_SERVER`` or the one on PATH first, else the cached build (built if needed)."""
+    named = os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
+    if named:
+        folder = Path(named).resolve().parent
+        return LlamaCppTools(
+            server=Path(named),
+            quantize=_existing(folder / "llama-quantize") or _which("llama-quantize"),
+            converter=_existing(folder / CONVERTER),
+        )
+    return build_tools()
+
+
+def build_dir() -> Path:
+    version = SOURCE_PACKAGE.split("==")[1]
+    return cache_dir() / "llama.cpp" / f"llama-cpp-python-{version}"
+
+
+def build_tools() -> LlamaCppTools:
+    """Build ``llama-server`` and ``llama-quantize`` once; a file lock keeps builds from racing."""
+    target = build_dir()
+    tools = LlamaCppTools(
+        server=target / "bin" / "llama-server",
+        quantize=target / "bin" / "llama-quantize",
+        converter=target / "source" / CONVERTER,
+    )
+    if _complete(target):
+        return tools
+    _check_toolchain()
+    target.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock", timeout=60 * 60):
+        if not _complete(target):
+            _build(target)
+    return tools
+
+
+def _complete(target: Path) -> bool:
+    wanted = [target / "bin" / name for name in BINARIES]
+    wanted += [target / "source" / name for name in CONVERTER_FILES]
+    return all(path.exists() for path in wanted)
+
+
+def _build(target: Path) -> None:
+    log_path = target / "build.log"
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, log_path.open("a") as log:
+        scratch = Path(scratch)
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+              SOURCE_PACKAGE, "-d", str(scratch)], log)  # fmt: skip
+        archive = next(scratch.glob("llama_cpp_python-*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            tar.extractall(scratch, filter="data")
+        source = next(scratch.glob("llama_cpp_python-*/vendor/llama.cpp"))
+        if not all((target / "bin" / name).is_file() for name in BINARIES):
+            print(f"Building llama.cpp once (about 7 min on 2 cores); log: {log_path}")
+            build = scratch / "build"
+            _run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                  "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_CURL=OFF", "-DBUILD_SHARED_LIBS=OFF",
+                  "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"], log)  # fmt: skip
+            _compile_with_progress(build, log)
+            (target / "bin").mkdir(exist_ok=True)
+            for name in BINARIES:
+                shutil.copy2(build / "bin" / name, target / "bin" / name)
+        # The converter imports the packages that sit beside it in the source tree.
+        shutil.rmtree(target / "source", ignore_errors=True)
+        (target / "source").mkdir()
+        for name in CONVERTER_FILES:
+            copy = shutil.copytree if (source / name).is_dir() else shutil.copy2
+            copy(source / name, target / "source" / name)
+
+
+def _compile_with_progress(build: Path, log) -> None:
+    jobs = str(os.cpu_count() or 2)
+    command = ["cmake", "--build", str(build), "--config", "Release", "-j", jobs,
+               "--target", *BINARIES]  # fmt: skip
+    with (
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc,
+        tqdm(total=100, desc="Compiling llama.cpp", unit="%") as bar,
+    ):
+        for line in proc.stdout:
+            log.write(line)
+            percent = re.match(r"\[\s*(\d+)%\]", line)
+            if percent:
+                bar.update(int(percent.group(1)) - bar.n)
+    if proc.returncode:
+        raise ToolchainError(f"Compiling llama.cpp failed; see {log.name}")
+
+
+def _run(command: list[str], log) -> None:
+    log.write(f"$ {' '.join(command)}\n")
+    log.flush()
+    if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode:
+        raise ToolchainError(f"{command[0]} failed while building llama.cpp; see {log.name}")
+
+
+def _check_toolchain() -> None:
+    missing = [tool for tool in ("cmake", "c++", "cc") if shutil.which(tool) is None]
+    if missing:
+        raise ToolchainError(
+            f"Building llama.cpp needs {', '.join(missing)}. Install a compiler and CMake "
+            "(Debian/Ubuntu: sudo apt install build-essential cmake; macOS: xcode-select "
+            "--install && brew install cmake), or install llama.cpp itself (brew install "
+            "llama.cpp, or a release from its GitHub page) and put llama-server on PATH."
+        )
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def _which(name: str) -> Path | None:
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def main() -> None:
+    tools = find_tools()
+    print(f"llama-server: {tools.server}\nllama-quantize: {tools.quantize}")
+    print(f"converter: {tools.converter}\nversion: {tools.version}")
+
+
+if __name__ == "__main__":
+    main()

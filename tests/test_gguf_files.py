@@ -1,0 +1,42 @@
+"""GGUF metadata, conversion with llama.cpp's converter, and quantization with llama-quantize."""
+
+import pytest
+
+from llmlab.gguf_files import convert_to_gguf, quantize, read_gguf
+from llmlab.models import default_gguf, resolve_model
+
+
+@pytest.fixture(scope="module")
+def f16():
+    return convert_to_gguf(resolve_model(), "f16")
+
+
+def test_the_shipped_file_describes_itself():
+    summary = read_gguf(default_gguf())
+    assert summary.metadata["general.architecture"] == "llama"
+    assert summary.metadata["llama.block_count"] == 30
+    assert summary.metadata["tokenizer.chat_template"].startswith("{% for message in messages %}")
+    assert summary.metadata["tokenizer.ggml.tokens"] == "[49152 items]"
+    assert summary.tensor_types["Q4_1"] > 200
+    assert summary.parameters == 134_515_008
+    assert 5 < summary.bits_per_weight < 6.5
+
+
+def test_conversion_keeps_every_weight_in_16_bit(f16):
+    summary = read_gguf(f16)
+    assert summary.parameters == 134_515_008
+    assert "F16" in summary.tensor_types
+    assert 15.5 < summary.bits_per_weight < 17
+    assert convert_to_gguf(resolve_model(), "f16") == f16  # cached
+
+
+@pytest.mark.parametrize(("quant_type", "low", "high"), [("Q8_0", 8, 9.5), ("Q4_K_M", 4.5, 6.5)])
+def test_quantization_shrinks_the_file(f16, quant_type, low, high):
+    summary = read_gguf(quantize(f16, quant_type))
+    assert low < summary.bits_per_weight < high
+    assert summary.parameters == 134_515_008
+
+
+def test_an_unknown_quantization_is_refused(f16):
+    with pytest.raises(ValueError, match="Unknown quantization 'Q1'"):
+        quantize(f16, "Q1")

@@ -278,7 +278,7 @@ class LocalLLM:
     ) -> torch.Tensor:
         """Run ``model.generate`` on a (possibly padded) batch; returns prompt + new ids per row."""
         with torch.inference_mode():
-            return self.model.generate(**self._generate_kwargs(inputs, params))
+            return self.model.generate(**self.generation_kwargs(inputs, params))
 
     def result_from_tokens(
         self, prompt_tokens: int, new_tokens: Sequence[int], max_new_tokens: int
@@ -286,7 +286,7 @@ class LocalLLM:
         """Decode what the model wrote, up to and including its first stop token (in a batch,
         rows that stopped early are padded after it)."""
         new_tokens = [int(token) for token in new_tokens]
-        stop_ids = self._stop_token_ids()
+        stop_ids = self.stop_token_ids
         end = next((i + 1 for i, token in enumerate(new_tokens) if token in stop_ids), None)
         written = new_tokens[:end] if end else new_tokens
         finish: FinishReason = "stop" if end or len(written) < max_new_tokens else "length"
@@ -296,9 +296,10 @@ class LocalLLM:
             finish_reason=finish,
         )
 
-    def _generate_kwargs(
+    def generation_kwargs(
         self, inputs: dict[str, torch.Tensor], params: SamplingParams
     ) -> dict[str, object]:
+        """Everything ``model.generate`` needs for a (possibly padded) batch under ``params``."""
         if params.seed is not None:
             torch.manual_seed(params.seed)
         inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
@@ -310,7 +311,7 @@ class LocalLLM:
         inputs = {"input_ids": torch.tensor([prompt_ids])}
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
         if stream:
-            return self._stream(self._generate_kwargs(inputs, params), len(prompt_ids))
+            return self._stream(self.generation_kwargs(inputs, params), len(prompt_ids))
         output = self.generate_tokens(inputs, params)[0]
         return self.result_from_tokens(
             len(prompt_ids), output[len(prompt_ids) :], params.max_new_tokens
@@ -342,7 +343,9 @@ class LocalLLM:
             final = self.result_from_tokens(prompt_tokens, new_tokens, kwargs["max_new_tokens"])
             yield StreamChunk("", usage=final.usage, finish_reason=final.finish_reason)
 
-    def _stop_token_ids(self) -> set[int]:
+    @property
+    def stop_token_ids(self) -> set[int]:
+        """The token ids that end an answer (end of turn, end of text)."""
         eos = self.model.generation_config.eos_token_id
         return set(eos if isinstance(eos, list) else [eos]) - {None}
 
@@ -350,7 +353,7 @@ class LocalLLM:
     def pad_token_id(self) -> int:
         """The id that fills the short rows of a batch (the end-of-text token if none is set)."""
         pad = self.tokenizer.pad_token_id
-        return pad if pad is not None else min(self._stop_token_ids())
+        return pad if pad is not None else min(self.stop_token_ids)
 
 
 @contextmanager

@@ -1,0 +1,161 @@
+"""The course's FastAPI service, run by a real uvicorn process and driven over HTTP."""
+
+import asyncio
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from llmlab.prompts import chat
+from llmlab.servers import Server
+
+API_KEY = "sk-service-test"
+CAPITAL = chat("What is the capital of France?")
+
+
+def service(*args: str) -> Server:
+    command = [sys.executable, "-m", "llmlab.service", "--host", "{host}", "--port", "{port}"]
+    return Server(
+        [*command, *args],
+        name="llmlab-service",
+        model="SmolLM2-135M-Instruct",
+        api_key=API_KEY if "--api-key" in args else None,
+        startup_timeout_s=180,
+    )
+
+
+@pytest.fixture(scope="module")
+def server():
+    with service("--api-key", API_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def http(server: Server):
+    with httpx.Client(base_url=server.base_url, headers=server.headers, timeout=120) as client:
+        yield client
+
+
+def test_health_reports_ready_with_the_model(http: httpx.Client):
+    assert http.get("/health").json() == {"status": "ready", "model": "SmolLM2-135M-Instruct"}
+
+
+def test_chat_uses_the_template_and_reports_usage(http: httpx.Client):
+    body = http.post("/chat", json={"messages": CAPITAL, "temperature": 0, "max_tokens": 32}).json()
+    assert "Paris" in body["text"]
+    assert body["usage"] == {"prompt_tokens": 27, "completion_tokens": 8, "total_tokens": 35}
+    assert body["finish_reason"] == "stop"
+
+
+def test_generate_continues_text(http: httpx.Client):
+    body = http.post("/generate", json={"prompt": "The capital of France is", "temperature": 0,
+                                        "max_tokens": 3}).json()  # fmt: skip
+    assert "Paris" in body["text"] and body["finish_reason"] == "length"
+
+
+def test_the_openai_client_chats_and_streams(server: Server):
+    client = openai.OpenAI(base_url=server.url("/v1"), api_key=API_KEY)
+    assert [m.id for m in client.models.list()] == [server.model]
+    whole = client.chat.completions.create(
+        model=server.model, messages=CAPITAL, temperature=0, max_tokens=32
+    )
+    assert "Paris" in whole.choices[0].message.content
+    chunks = list(client.chat.completions.create(
+        model=server.model, messages=CAPITAL, temperature=0, max_tokens=32, stream=True,
+        stream_options={"include_usage": True},
+    ))  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    completion = client.completions.create(
+        model=server.model, prompt="The capital of France is", temperature=0, max_tokens=3
+    )
+    assert "Paris" in completion.choices[0].text
+
+
+def test_concurrent_requests_are_served_together(server: Server):
+    """16 requests at once finish in far less than 16 times one request."""
+
+    async def ask(client: httpx.AsyncClient) -> float:
+        started = time.perf_counter()
+        body = {"messages": CAPITAL, "temperature": 0, "max_tokens": 24}
+        assert (await client.post("/chat", json=body)).status_code == 200
+        return time.perf_counter() - started
+
+    async def main() -> tuple[float, float]:
+        async with httpx.AsyncClient(
+            base_url=server.base_url, headers=server.headers, timeout=120
+        ) as client:
+            one = await ask(client)
+            started = time.perf_counter()
+            await asyncio.gather(*(ask(client) for _ in range(16)))
+            return one, time.perf_counter() - started
+
+    one, sixteen = asyncio.run(main())
+    assert sixteen < 8 * one, f"16 requests took {sixteen:.1f} s, one took {one:.1f} s"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"messages": CAPITAL, "max_token": 5}, "max_token"),  # a typo is not ignored
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
+        ({"messages": CAPITAL, "max_tokens": 100_000}, "max_tokens"),
+        ({"messages": CAPITAL, "temperature": 5}, "temperature"),
+        ({"messages": []}, "messages"),
+    ],
+)
+def test_bad_bodies_get_a_422_naming_the_field(http: httpx.Client, body, field):
+    response = http.post("/chat", json=body)
+    assert response.status_code == 422
+    assert field in str(response.json()["detail"])
+
+
+def test_a_prompt_over_the_token_limit_is_a_400(http: httpx.Client):
+    response = http.post("/chat", json={"messages": chat("word " * 2000)})
+    assert response.status_code == 400
+    assert "this service accepts at most 1536" in response.json()["detail"]
+
+
+def test_the_api_key_is_required_and_checked(server: Server):
+    body = {"messages": CAPITAL, "max_tokens": 4}
+    assert httpx.post(server.url("/chat"), json=body).status_code == 401
+    wrong = {"Authorization": "Bearer sk-wrong"}
+    assert httpx.post(server.url("/chat"), json=body, headers=wrong).status_code == 403
+    assert httpx.get(server.url("/health")).status_code == 200
+
+
+def test_metrics_count_requests_and_tokens(http: httpx.Client):
+    http.post("/chat", json={"messages": CAPITAL, "temperature": 0, "max_tokens": 8})
+    text = http.get("/metrics").text
+    assert 'llmlab_requests_total{endpoint="chat",outcome="ok"}' in text
+    assert 'llmlab_tokens_total{kind="completion"}' in text
+    assert "llmlab_queue_depth 0.0" in text
+
+
+def test_a_client_that_disconnects_stops_its_generation(server: Server, http: httpx.Client):
+    body = {"model": server.model, "messages": chat("Write a very long story."),
+            "max_tokens": 1000, "stream": True}  # fmt: skip
+    with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        next(response.iter_lines())  # the first event arrived: generation is running
+    deadline = time.monotonic() + 10  # 1000 tokens would take a minute
+    while "llmlab_requests_running 0.0" not in http.get("/metrics").text:
+        assert time.monotonic() < deadline, "generation went on after the client left"
+        time.sleep(0.2)
+
+
+def test_a_full_queue_answers_429_with_retry_after():
+    with service("--max-queue", "1", "--max-batch-size", "1") as small:
+
+        async def main() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=small.base_url, timeout=120) as client:
+                body = {"messages": CAPITAL, "max_tokens": 64, "temperature": 0}
+                return await asyncio.gather(*(client.post("/chat", json=body) for _ in range(6)))
+
+        responses = asyncio.run(main())
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses and 429 in statuses
+    busy = next(r for r in responses if r.status_code == 429)
+    assert busy.headers["Retry-After"] == "1"

@@ -1,23 +1,29 @@
-"""Put an OpenAI-compatible server under load at several concurrency levels and measure it.
+"""Put a chat server under load at several concurrency levels and measure it.
 
-Every level sends the same kind of work: the sample chats, each answer forced to exactly
-``max_tokens`` tokens with ``ignore_eos`` (vLLM and llama-server both accept it), greedy. Output
-tokens/s is all completion tokens over the wall time of the level; latency is per request, from
-sending to the whole answer. (Streaming figures such as time to first token come with the
-benchmark harness of the exercises.)
+Every level sends the same kind of work: the sample chats, greedy, each answer forced to exactly
+``max_tokens`` tokens with ``ignore_eos`` (vLLM, llama-server and the course's service accept
+it). Output tokens/s is all completion tokens over the wall time of the level; latency is per
+request, from sending to the whole answer. (Streaming figures such as time to first token come
+with the benchmark harness of the exercises.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import httpx
 from tqdm.auto import tqdm
 
-from llmlab.clients.async_batch import AsyncBatchClient
+from llmlab.clients.http import bearer
+from llmlab.generation import Message
 from llmlab.prompts import sample_chats
+
+#: Sends one chat and returns the number of tokens in the answer.
+Send = Callable[[httpx.AsyncClient, list[Message]], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,72 @@ class LoadLevel:
         }
 
 
+def openai_chat(model: str, max_tokens: int = 64) -> Send:
+    """``POST /chat/completions`` under an OpenAI-style base URL (ending in ``/v1``)."""
+
+    async def send(client: httpx.AsyncClient, messages: list[Message]) -> int:
+        body = {"model": model, "messages": messages, "temperature": 0,
+                "max_tokens": max_tokens, "ignore_eos": True}  # fmt: skip
+        response = await client.post("/chat/completions", json=body)
+        response.raise_for_status()
+        return response.json()["usage"]["completion_tokens"]
+
+    return send
+
+
+def course_chat(max_tokens: int = 64) -> Send:
+    """``POST /chat``, the source chapter's endpoint. Its original version returns an empty
+    ``usage``; with ``ignore_eos`` every answer is exactly ``max_tokens`` long, so count that."""
+
+    async def send(client: httpx.AsyncClient, messages: list[Message]) -> int:
+        body = {"messages": messages, "temperature": 0, "max_tokens": max_tokens,
+                "ignore_eos": True}  # fmt: skip
+        response = await client.post("/chat", json=body)
+        response.raise_for_status()
+        return response.json()["usage"].get("completion_tokens", max_tokens)
+
+    return send
+
+
+async def sweep(
+    base_url: str,
+    send: Send,
+    *,
+    api_key: str | None = None,
+    levels: Sequence[int] = (1, 4, 16),
+    min_requests: int = 8,
+    timeout_s: float = 600,
+) -> list[LoadLevel]:
+    """Run ``max(min_requests, 2 x concurrency)`` chats at each level, after one warm-up."""
+    results = []
+    async with httpx.AsyncClient(
+        base_url=base_url.rstrip("/"), headers=bearer(api_key), timeout=timeout_s
+    ) as client:
+        await send(client, sample_chats(1)[0])
+        for concurrency in tqdm(levels, desc="Concurrency levels", unit="level"):
+            workload = sample_chats(max(min_requests, 2 * concurrency))
+            results.append(await _level(client, send, workload, concurrency))
+    return results
+
+
+async def _level(
+    client: httpx.AsyncClient, send: Send, workload: list[list[Message]], concurrency: int
+) -> LoadLevel:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(messages: list[Message]) -> tuple[int, float]:
+        async with slots:
+            sent = time.perf_counter()
+            tokens = await send(client, messages)
+            return tokens, time.perf_counter() - sent
+
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(one(messages) for messages in workload))
+    seconds = time.perf_counter() - started
+    tokens, latencies = zip(*answers, strict=True)
+    return LoadLevel(concurrency, len(answers), seconds, sum(tokens), latencies)
+
+
 async def sweep_concurrency(
     base_url: str,
     model: str,
@@ -51,31 +123,6 @@ async def sweep_concurrency(
     api_key: str | None = None,
     levels: Sequence[int] = (1, 4, 16),
     max_tokens: int = 64,
-    min_requests: int = 8,
-    timeout_s: float = 300,
 ) -> list[LoadLevel]:
-    """Run ``max(min_requests, 2 x concurrency)`` chats at each level, after one warm-up."""
-    results = []
-    async with AsyncBatchClient(base_url, model, api_key=api_key, timeout_s=timeout_s) as client:
-        await client.run(sample_chats(2), max_tokens=8, progress=False)
-        for concurrency in tqdm(levels, desc="Concurrency levels", unit="level"):
-            client.concurrency = concurrency
-            workload = sample_chats(max(min_requests, 2 * concurrency))
-            started = time.perf_counter()
-            answers = await client.run(
-                workload, temperature=0, max_tokens=max_tokens, ignore_eos=True, progress=False
-            )
-            seconds = time.perf_counter() - started
-            failed = [answer.error for answer in answers if not answer.ok]
-            if failed:
-                raise RuntimeError(f"{len(failed)} requests failed, the first: {failed[0]}")
-            results.append(
-                LoadLevel(
-                    concurrency,
-                    len(answers),
-                    seconds,
-                    sum(answer.completion_tokens for answer in answers),
-                    tuple(answer.latency_s for answer in answers),
-                )
-            )
-    return results
+    """``sweep`` an OpenAI-compatible server (``base_url`` ends in ``/v1``)."""
+    return await sweep(base_url, openai_chat(model, max_tokens), api_key=api_key, levels=levels)

@@ -147,6 +147,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             max_new_tokens=body.max_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
+            ignore_eos=body.ignore_eos,
             seed=getattr(body, "seed", None),
         )
         try:

@@ -24,6 +24,7 @@ class Sampling(Strict):
     max_tokens: int = Field(256, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
+    ignore_eos: bool = False  # vLLM's extension: write exactly max_tokens (for benchmarks)
 
 
 class ChatMessage(Strict):

@@ -1,6 +1,8 @@
 """The course's FastAPI service, run by a real uvicorn process and driven over HTTP."""
 
 import asyncio
+import os
+import signal
 import sys
 import time
 
@@ -159,3 +161,20 @@ def test_a_full_queue_answers_429_with_retry_after():
     assert 200 in statuses and 429 in statuses
     busy = next(r for r in responses if r.status_code == 429)
     assert busy.headers["Retry-After"] == "1"
+
+
+def test_shutdown_lets_the_request_in_flight_finish():
+    with service() as server:
+
+        async def main() -> httpx.Response:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
+                body = {"messages": CAPITAL, "max_tokens": 48, "temperature": 0,
+                        "ignore_eos": True}  # fmt: skip
+                answer = asyncio.create_task(client.post("/chat", json=body))
+                await asyncio.sleep(1)  # the answer is being written
+                os.killpg(server.process.pid, signal.SIGTERM)  # what `docker stop` sends
+                return await answer
+
+        response = asyncio.run(main())
+    assert response.status_code == 200
+    assert response.json()["usage"]["completion_tokens"] == 48

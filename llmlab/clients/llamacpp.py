@@ -11,7 +11,6 @@ key, has a timeout, and turns an error answer into an exception that carries the
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from types import TracebackType
 from typing import Any, Literal, overload
 
 import httpx
@@ -43,12 +42,7 @@ class LlamaCppClient:
     def __enter__(self) -> LlamaCppClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:

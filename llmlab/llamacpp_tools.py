@@ -151,7 +151,9 @@ def _run(command: list[str], log) -> None:
 
 
 def _check_toolchain() -> None:
-    missing = [tool for tool in ("cmake", "c++", "cc") if shutil.which(tool) is None]
+    # CMake takes the compilers from $CC / $CXX (set by conda's `compilers`) or from PATH.
+    wanted = ("cmake", os.environ.get("CXX", "c++"), os.environ.get("CC", "cc"))
+    missing = [tool for tool in wanted if shutil.which(tool) is None]
     if missing:
         raise ToolchainError(
             f"Building llama.cpp needs {', '.join(missing)}. Install a compiler and CMake "

@@ -24,6 +24,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    PreTrainedTokenizerBase,
     StoppingCriteria,
     StoppingCriteriaList,
     TextIteratorStreamer,
@@ -150,6 +151,15 @@ def validate_messages(messages: Sequence[Message]) -> list[Message]:
     return checked
 
 
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Sequence[Message]) -> list[int]:
+    """Token ids for a plain prompt (as is) or a chat (through the tokenizer's chat template)."""
+    if isinstance(prompt, str):
+        return tokenizer(prompt)["input_ids"]
+    return tokenizer.apply_chat_template(
+        validate_messages(prompt), add_generation_prompt=True, return_dict=True
+    )["input_ids"]
+
+
 class _StopWhenSet(StoppingCriteria):
     """Ends generation when a reader abandons a stream, so the model does not run on unread."""
 
@@ -267,11 +277,7 @@ class LocalLLM:
 
     def encode(self, prompt: str | Sequence[Message]) -> list[int]:
         """Token ids for a plain prompt (as is) or a chat (through the chat template)."""
-        if isinstance(prompt, str):
-            return self.tokenizer(prompt)["input_ids"]
-        return self.tokenizer.apply_chat_template(
-            validate_messages(prompt), add_generation_prompt=True, return_dict=True
-        )["input_ids"]
+        return encode_prompt(self.tokenizer, prompt)
 
     def generate_tokens(
         self, inputs: dict[str, torch.Tensor], params: SamplingParams

@@ -3,27 +3,29 @@
 Every level sends the same kind of work: the sample chats, greedy, each answer forced to exactly
 ``max_tokens`` tokens with ``ignore_eos`` (vLLM, llama-server and the course's service accept
 it). Output tokens/s is all completion tokens over the wall time of the level; latency is per
-request, from sending to the whole answer. (Streaming figures such as time to first token come
-with the benchmark harness of the exercises.)
+request, from sending to the whole answer; time to first token (TTFT, streaming only) is from
+sending to the first chunk that carries text, as vLLM's serving benchmark defines it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
+from httpx_sse import aconnect_sse
 from tqdm.auto import tqdm
 
-from llmlab.clients.http import bearer
+from llmlab.clients.http import LIMITS, bearer
 from llmlab.generation import Message
 from llmlab.prompts import sample_chats
 
-#: Sends one chat and returns the number of tokens in the answer.
-Send = Callable[[httpx.AsyncClient, list[Message]], Awaitable[int]]
+#: Sends one chat; returns the tokens in the answer and, when streaming, the time to first token.
+Send = Callable[[httpx.AsyncClient, list[Message]], Awaitable[tuple[int, float | None]]]
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class LoadLevel:
     seconds: float
     output_tokens: int
     latencies_s: tuple[float, ...]
+    ttfts_s: tuple[float, ...] = ()
 
     @property
     def tokens_per_second(self) -> float:
@@ -47,7 +50,7 @@ class LoadLevel:
             "output tokens/s": self.tokens_per_second,
             "latency p50 (s)": statistics.median(self.latencies_s),
             "latency p90 (s)": deciles[-1],
-        }
+        } | ({"TTFT p50 (s)": statistics.median(self.ttfts_s)} if self.ttfts_s else {})
 
 
 def openai_chat(model: str, max_tokens: int = 64) -> Send:
@@ -58,7 +61,31 @@ def openai_chat(model: str, max_tokens: int = 64) -> Send:
                 "max_tokens": max_tokens, "ignore_eos": True}  # fmt: skip
         response = await client.post("/chat/completions", json=body)
         response.raise_for_status()
-        return response.json()["usage"]["completion_tokens"]
+        return response.json()["usage"]["completion_tokens"], None
+
+    return send
+
+
+def openai_chat_stream(model: str, max_tokens: int = 64) -> Send:
+    """Like ``openai_chat``, streamed (SSE), timing the first chunk that carries text."""
+
+    async def send(client: httpx.AsyncClient, messages: list[Message]) -> tuple[int, float]:
+        body = {"model": model, "messages": messages, "temperature": 0, "max_tokens": max_tokens,
+                "ignore_eos": True, "stream": True,
+                "stream_options": {"include_usage": True}}  # fmt: skip
+        sent, first, tokens = time.perf_counter(), None, 0
+        async with aconnect_sse(client, "POST", "/chat/completions", json=body) as source:
+            source.response.raise_for_status()
+            async for event in source.aiter_sse():
+                if event.data == "[DONE]":
+                    break
+                chunk = json.loads(event.data)
+                choices = chunk.get("choices") or []
+                if first is None and choices and choices[0]["delta"].get("content"):
+                    first = time.perf_counter() - sent
+                if chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+        return tokens, first
 
     return send
 
@@ -72,7 +99,7 @@ def course_chat(max_tokens: int = 64) -> Send:
                 "ignore_eos": True}  # fmt: skip
         response = await client.post("/chat", json=body)
         response.raise_for_status()
-        return response.json()["usage"].get("completion_tokens", max_tokens)
+        return response.json()["usage"].get("completion_tokens", max_tokens), None
 
     return send
 
@@ -89,7 +116,7 @@ async def sweep(
     """Run ``max(min_requests, 2 x concurrency)`` chats at each level, after one warm-up."""
     results = []
     async with httpx.AsyncClient(
-        base_url=base_url.rstrip("/"), headers=bearer(api_key), timeout=timeout_s
+        base_url=base_url.rstrip("/"), headers=bearer(api_key), timeout=timeout_s, limits=LIMITS
     ) as client:
         await send(client, sample_chats(1)[0])
         for concurrency in tqdm(levels, desc="Concurrency levels", unit="level"):
@@ -103,17 +130,18 @@ async def _level(
 ) -> LoadLevel:
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(messages: list[Message]) -> tuple[int, float]:
+    async def one(messages: list[Message]) -> tuple[int, float, float | None]:
         async with slots:
             sent = time.perf_counter()
-            tokens = await send(client, messages)
-            return tokens, time.perf_counter() - sent
+            tokens, ttft = await send(client, messages)
+            return tokens, time.perf_counter() - sent, ttft
 
     started = time.perf_counter()
     answers = await asyncio.gather(*(one(messages) for messages in workload))
     seconds = time.perf_counter() - started
-    tokens, latencies = zip(*answers, strict=True)
-    return LoadLevel(concurrency, len(answers), seconds, sum(tokens), latencies)
+    tokens, latencies, ttfts = zip(*answers, strict=True)
+    streamed = tuple(ttft for ttft in ttfts if ttft is not None)
+    return LoadLevel(concurrency, len(answers), seconds, sum(tokens), latencies, streamed)
 
 
 async def sweep_concurrency(

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from tqdm.auto import tqdm
 
-from llmlab.clients.http import bearer, error_message
+from llmlab.clients.http import LIMITS, bearer, error_message
 from llmlab.generation import Message
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -86,6 +86,7 @@ class AsyncBatchClient:
             timeout=timeout_s,
             headers=bearer(api_key),
             transport=transport,
+            limits=LIMITS,
         )
 
     async def __aenter__(self) -> AsyncBatchClient:

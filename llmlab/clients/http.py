@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import httpx
 
+#: Drop idle keep-alive connections after 1 s. llama-server (cpp-httplib) closes them after 5 s,
+#: httpx after 5 s too: with equal timeouts a request can go out on a connection the server is
+#: closing at that moment, and fails with "Server disconnected without sending a response".
+LIMITS = httpx.Limits(keepalive_expiry=1.0)
+
 
 def error_message(response: httpx.Response) -> str:
     """The server's own words about an error, whichever shape it uses: OpenAI-style

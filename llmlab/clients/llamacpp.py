@@ -16,7 +16,7 @@ from typing import Any, Literal, overload
 import httpx
 from httpx_sse import connect_sse
 
-from llmlab.clients.http import bearer, error_message
+from llmlab.clients.http import LIMITS, bearer, error_message
 from llmlab.errors import LLMLabError
 from llmlab.generation import Message, validate_messages
 
@@ -36,7 +36,7 @@ class LlamaCppClient:
         self, base_url: str, *, api_key: str | None = None, timeout_s: float = 120.0
     ) -> None:
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=bearer(api_key), timeout=timeout_s
+            base_url=base_url.rstrip("/"), headers=bearer(api_key), timeout=timeout_s, limits=LIMITS
         )
 
     def __enter__(self) -> LlamaCppClient:

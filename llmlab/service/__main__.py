@@ -23,12 +23,18 @@ def main() -> None:
     parser.add_argument("--api-key", default=os.environ.get("LLMLAB_API_KEY"))
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument("--backend", help="gateway mode: a vLLM or llama-server URL ending in /v1")
+    parser.add_argument("--backend-model", help="the model name the backend serves")
+    parser.add_argument("--backend-api-key", default=os.environ.get("LLMLAB_BACKEND_API_KEY"))
     args = parser.parse_args()
     settings = ServiceSettings(
         model=args.model,
         api_key=args.api_key,
         max_batch_size=args.max_batch_size,
         max_queue=args.max_queue,
+        backend_url=args.backend,
+        backend_model=args.backend_model,
+        backend_api_key=args.backend_api_key,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=60)
 

@@ -40,6 +40,7 @@ from sse_starlette import EventSourceResponse
 
 from llmlab.generation import LocalLLM, SamplingParams
 from llmlab.service.engine import Engine, Finished, QueueFullError, Request, TextDelta
+from llmlab.service.gateway import BackendEngine
 from llmlab.service.schemas import (
     ChatRequest,
     GenerateRequest,
@@ -60,6 +61,10 @@ class ServiceSettings:
     max_batch_size: int = 16
     max_queue: int = 64
     max_prompt_tokens: int = 1536
+    #: Gateway mode: an OpenAI-compatible backend (URL ending in /v1) does the generating.
+    backend_url: str | None = None
+    backend_model: str | None = None
+    backend_api_key: str | None = None
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -89,16 +94,25 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings.from_env()
     model_name = model_setting(settings.model).rstrip("/").split("/")[-1]
     metrics = _Metrics()
-    engines: list[Engine] = []  # filled once the model has loaded
+    engines: list[Engine | BackendEngine] = []  # filled once the model has loaded
     failures: list[str] = []
 
     def load() -> None:
         try:
-            engine = Engine(
-                LocalLLM(settings.model),
-                max_batch_size=settings.max_batch_size,
-                max_queue=settings.max_queue,
-            )
+            if settings.backend_url:
+                engine = BackendEngine(
+                    settings.backend_url,
+                    settings.backend_model or model_name,
+                    tokenizer_model=settings.model,
+                    api_key=settings.backend_api_key,
+                    max_in_flight=settings.max_queue,
+                )
+            else:
+                engine = Engine(
+                    LocalLLM(settings.model),
+                    max_batch_size=settings.max_batch_size,
+                    max_queue=settings.max_queue,
+                )
         except Exception as error:
             failures.append(f"{type(error).__name__}: {error}")
             raise
@@ -113,11 +127,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         # Uvicorn has already let in-flight requests finish; now drain the engine and stop it.
         await asyncio.gather(loading, return_exceptions=True)
         for engine in engines:
-            await asyncio.to_thread(engine.stop)
+            await engine.aclose()
 
     app = FastAPI(title="llmlab model service", lifespan=lifespan)
 
-    def engine() -> Engine:
+    def engine() -> Engine | BackendEngine:
         if engines:
             return engines[0]
         if failures:
@@ -175,7 +189,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return text, finished
 
     def encode_chat(messages: list) -> list[int]:
-        return engine().llm.encode([m.model_dump() for m in messages])
+        return engine().encode([m.model_dump() for m in messages])
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -191,7 +205,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.post("/generate", dependencies=[Depends(check_key)])
     async def generate(body: GenerateRequest) -> GenerationResponse:
-        request = submit("generate", engine().llm.encode(body.prompt), body)
+        request = submit("generate", engine().encode(body.prompt), body)
         text, finished = await complete("generate", request)
         return _response(text, finished)
 
@@ -215,7 +229,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.post("/v1/completions", dependencies=[Depends(check_key)])
     async def completions(body: OpenAICompletionRequest):
-        request = submit("completions", engine().llm.encode(body.prompt), body)
+        request = submit("completions", engine().encode(body.prompt), body)
         return await _openai_answer("completions", body, request, chat=False)
 
     async def _openai_answer(endpoint: str, body, request: Request, *, chat: bool):

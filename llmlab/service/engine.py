@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -31,7 +31,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from llmlab.batching import LeftPaddingCollator
-from llmlab.generation import FinishReason, LocalLLM, SamplingParams, Usage
+from llmlab.generation import FinishReason, LocalLLM, Message, SamplingParams, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,13 @@ class Request:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     queued_at: float = field(default_factory=time.monotonic)
+    on_cancel: Callable[[], object] | None = None
 
     def cancel(self) -> None:
-        """Stop generating for this request (its client disconnected)."""
+        """Stop generating for this request (its client disconnected, or it is done)."""
         self.cancelled.set()
+        if self.on_cancel is not None:
+            self.on_cancel()
 
     def publish(self, event: TextDelta | Finished) -> None:
         """Called from the worker thread: hand an event to the request's event loop."""
@@ -111,6 +114,9 @@ class Engine:
         self._thread = threading.Thread(target=self._work, name="llmlab-engine", daemon=True)
         self._thread.start()
 
+    def encode(self, prompt: str | list[Message]) -> list[int]:
+        return self.llm.encode(prompt)
+
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize() + len(self._held)
@@ -132,6 +138,9 @@ class Engine:
         """Finish what is queued and running, then end the worker thread."""
         self._stopping.set()
         self._thread.join(timeout_s)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.stop)
 
     def _work(self) -> None:
         while not (self._stopping.is_set() and self.queue_depth == 0):

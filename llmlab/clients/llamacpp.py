@@ -16,7 +16,7 @@ from typing import Any, Literal, overload
 import httpx
 from httpx_sse import connect_sse
 
-from llmlab.clients.http import LIMITS, bearer, error_message
+from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
 from llmlab.errors import LLMLabError
 from llmlab.generation import Message, validate_messages
 
@@ -111,7 +111,7 @@ class LlamaCppClient:
         return _checked(self._http.post(path, json=body)).json()
 
     def _stream(self, path: str, body: dict) -> Iterator[dict]:
-        with connect_sse(self._http, "POST", path, json=body) as source:
+        with connect_sse(self._http, "POST", path, json=body, headers=stream_headers()) as source:
             if source.response.is_error:
                 source.response.read()
                 _checked(source.response)

@@ -39,7 +39,14 @@ from prometheus_client import (
 from sse_starlette import EventSourceResponse
 
 from llmlab.generation import LocalLLM, SamplingParams
-from llmlab.service.engine import Engine, Finished, QueueFullError, Request, TextDelta
+from llmlab.service.engine import (
+    Engine,
+    Finished,
+    InferenceEngine,
+    QueueFullError,
+    Request,
+    TextDelta,
+)
 from llmlab.service.gateway import BackendEngine
 from llmlab.service.schemas import (
     ChatRequest,
@@ -94,7 +101,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings.from_env()
     model_name = model_setting(settings.model).rstrip("/").split("/")[-1]
     metrics = _Metrics()
-    engines: list[Engine | BackendEngine] = []  # filled once the model has loaded
+    engines: list[InferenceEngine] = []  # filled once the model has loaded
     failures: list[str] = []
 
     def load() -> None:
@@ -131,7 +138,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="llmlab model service", lifespan=lifespan)
 
-    def engine() -> Engine | BackendEngine:
+    def engine() -> InferenceEngine:
         if engines:
             return engines[0]
         if failures:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -91,6 +92,23 @@ class Request:
             else:
                 return "".join(pieces), event
         raise AssertionError("unreachable")
+
+
+class InferenceEngine(Protocol):
+    """What the app needs from an engine: the in-process ``Engine`` or the gateway's
+    ``BackendEngine``, so the endpoints, limits and metrics do not care which one runs."""
+
+    def encode(self, prompt: str | list[Message]) -> list[int]: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def running(self) -> int: ...
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Request: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Engine:

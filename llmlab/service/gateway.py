@@ -19,8 +19,8 @@ import httpx
 from httpx_sse import aconnect_sse
 from transformers import AutoTokenizer
 
-from llmlab.clients.http import LIMITS, bearer, error_message
-from llmlab.generation import Message, Usage, encode_prompt
+from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
+from llmlab.generation import Message, SamplingParams, Usage, encode_prompt
 from llmlab.models import resolve_model
 from llmlab.service.engine import Finished, QueueFullError, Request, TextDelta
 
@@ -57,7 +57,7 @@ class BackendEngine:
     def running(self) -> int:
         return self._in_flight
 
-    def submit(self, prompt_ids: list[int], params) -> Request:
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Request:
         """Start relaying; raises ``QueueFullError`` past ``max_in_flight`` requests."""
         if self._in_flight >= self.max_in_flight:
             raise QueueFullError
@@ -87,7 +87,9 @@ class BackendEngine:
             body["seed"] = params.seed
         usage, finish_reason = Usage(len(request.prompt_ids), 0), "stop"
         try:
-            async with aconnect_sse(self._http, "POST", "/completions", json=body) as source:
+            async with aconnect_sse(
+                self._http, "POST", "/completions", json=body, headers=stream_headers()
+            ) as source:
                 if source.response.is_error:
                     await source.response.aread()
                     raise httpx.HTTPError(

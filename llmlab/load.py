@@ -1,31 +1,28 @@
-"""Put a chat server under load at several concurrency levels and measure it.
+"""Put a chat server under load at several concurrency levels: the chapters' short tables.
 
 Every level sends the same kind of work: the sample chats, greedy, each answer forced to exactly
 ``max_tokens`` tokens with ``ignore_eos`` (vLLM, llama-server and the course's service accept
 it). Output tokens/s is all completion tokens over the wall time of the level; latency is per
 request, from sending to the whole answer; time to first token (TTFT, streaming only) is from
 sending to the first chunk that carries text, as vLLM's serving benchmark defines it.
+
+This is a thin layer over the benchmark harness ``llmlab.bench`` (which sends, times and counts)
+that keeps the chapters' table in seconds; the harness reports every metric.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import statistics
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 
-import httpx
-from httpx_sse import aconnect_sse
-from tqdm.auto import tqdm
+import numpy as np
 
-from llmlab.clients.http import LIMITS, bearer, stream_headers
-from llmlab.generation import Message
-from llmlab.prompts import sample_chats
+from llmlab import bench
+from llmlab.bench import BenchmarkResult, CourseChat, OpenAIChat, Target
 
-#: Sends one chat; returns the tokens in the answer and, when streaming, the time to first token.
-Send = Callable[[httpx.AsyncClient, list[Message]], Awaitable[tuple[int, float | None]]]
+#: Makes the target for one server: ``make(base_url, api_key=..., timeout_s=...)``.
+MakeTarget = Callable[..., Target]
 
 
 @dataclass(frozen=True)
@@ -36,6 +33,23 @@ class LoadLevel:
     output_tokens: int
     latencies_s: tuple[float, ...]
     ttfts_s: tuple[float, ...] = ()
+    #: Every metric of the level, from the harness.
+    result: BenchmarkResult | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_result(cls, result: BenchmarkResult, *, streamed: bool) -> LoadLevel:
+        """The level a harness run measured; a failed request fails the level."""
+        result.raise_for_failures()
+        done = [record for record in result.records if record.failure is None]
+        return cls(
+            concurrency=result.concurrency or 0,
+            requests=result.completed,
+            seconds=result.duration_s,
+            output_tokens=result.output_tokens,
+            latencies_s=tuple(record.e2e_s for record in done),
+            ttfts_s=tuple(record.ttft_s for record in done) if streamed else (),
+            result=result,
+        )
 
     @property
     def tokens_per_second(self) -> float:
@@ -43,74 +57,35 @@ class LoadLevel:
 
     def row(self) -> dict[str, float]:
         """The figures a table shows, named with their units."""
-        # "inclusive": percentiles stay within the measured values, as numpy.percentile does
-        percentiles = statistics.quantiles(self.latencies_s, n=100, method="inclusive")
+        p50, p90, p95 = np.percentile(self.latencies_s, [50, 90, 95])  # linear, as vLLM's
         return {
             "concurrency": self.concurrency,
             "requests": self.requests,
             "output tokens/s": self.tokens_per_second,
-            "latency p50 (s)": statistics.median(self.latencies_s),
-            "latency p90 (s)": percentiles[89],
-            "latency p95 (s)": percentiles[94],
-        } | ({"TTFT p50 (s)": statistics.median(self.ttfts_s)} if self.ttfts_s else {})
+            "latency p50 (s)": float(p50),
+            "latency p90 (s)": float(p90),
+            "latency p95 (s)": float(p95),
+        } | ({"TTFT p50 (s)": float(np.median(self.ttfts_s))} if self.ttfts_s else {})
 
 
-def openai_chat(model: str, max_tokens: int = 64) -> Send:
+def openai_chat(model: str, max_tokens: int = 64) -> MakeTarget:
     """``POST /chat/completions`` under an OpenAI-style base URL (ending in ``/v1``)."""
-
-    async def send(client: httpx.AsyncClient, messages: list[Message]) -> int:
-        body = {"model": model, "messages": messages, "temperature": 0,
-                "max_tokens": max_tokens, "ignore_eos": True}  # fmt: skip
-        response = await client.post("/chat/completions", json=body)
-        response.raise_for_status()
-        return response.json()["usage"]["completion_tokens"], None
-
-    return send
+    return partial(OpenAIChat, model=model, max_tokens=max_tokens, stream=False)
 
 
-def openai_chat_stream(model: str, max_tokens: int = 64) -> Send:
+def openai_chat_stream(model: str, max_tokens: int = 64) -> MakeTarget:
     """Like ``openai_chat``, streamed (SSE), timing the first chunk that carries text."""
-
-    async def send(client: httpx.AsyncClient, messages: list[Message]) -> tuple[int, float]:
-        body = {"model": model, "messages": messages, "temperature": 0, "max_tokens": max_tokens,
-                "ignore_eos": True, "stream": True,
-                "stream_options": {"include_usage": True}}  # fmt: skip
-        sent, first, tokens = time.perf_counter(), None, 0
-        async with aconnect_sse(
-            client, "POST", "/chat/completions", json=body, headers=stream_headers()
-        ) as source:
-            source.response.raise_for_status()
-            async for event in source.aiter_sse():
-                if event.data == "[DONE]":
-                    break
-                chunk = json.loads(event.data)
-                choices = chunk.get("choices") or []
-                if first is None and choices and choices[0]["delta"].get("content"):
-                    first = time.perf_counter() - sent
-                if chunk.get("usage"):
-                    tokens = chunk["usage"]["completion_tokens"]
-        return tokens, first
-
-    return send
+    return partial(OpenAIChat, model=model, max_tokens=max_tokens)
 
 
-def course_chat(max_tokens: int = 64) -> Send:
-    """``POST /chat``, the source chapter's endpoint. Its original version returns an empty
-    ``usage``; with ``ignore_eos`` every answer is exactly ``max_tokens`` long, so count that."""
-
-    async def send(client: httpx.AsyncClient, messages: list[Message]) -> int:
-        body = {"messages": messages, "temperature": 0, "max_tokens": max_tokens,
-                "ignore_eos": True}  # fmt: skip
-        response = await client.post("/chat", json=body)
-        response.raise_for_status()
-        return response.json()["usage"].get("completion_tokens", max_tokens), None
-
-    return send
+def course_chat(max_tokens: int = 64) -> MakeTarget:
+    """``POST /chat``, the source chapter's endpoint (see ``llmlab.bench.CourseChat``)."""
+    return partial(CourseChat, max_tokens=max_tokens)
 
 
 async def sweep(
     base_url: str,
-    send: Send,
+    send: MakeTarget,
     *,
     api_key: str | None = None,
     levels: Sequence[int] = (1, 4, 16),
@@ -118,34 +93,9 @@ async def sweep(
     timeout_s: float = 600,
 ) -> list[LoadLevel]:
     """Run ``max(min_requests, 2 x concurrency)`` chats at each level, after one warm-up."""
-    results = []
-    async with httpx.AsyncClient(
-        base_url=base_url.rstrip("/"), headers=bearer(api_key), timeout=timeout_s, limits=LIMITS
-    ) as client:
-        await send(client, sample_chats(1)[0])
-        for concurrency in tqdm(levels, desc="Concurrency levels", unit="level"):
-            workload = sample_chats(max(min_requests, 2 * concurrency))
-            results.append(await _level(client, send, workload, concurrency))
-    return results
-
-
-async def _level(
-    client: httpx.AsyncClient, send: Send, workload: list[list[Message]], concurrency: int
-) -> LoadLevel:
-    slots = asyncio.Semaphore(concurrency)
-
-    async def one(messages: list[Message]) -> tuple[int, float, float | None]:
-        async with slots:
-            sent = time.perf_counter()
-            tokens, ttft = await send(client, messages)
-            return tokens, time.perf_counter() - sent, ttft
-
-    started = time.perf_counter()
-    answers = await asyncio.gather(*(one(messages) for messages in workload))
-    seconds = time.perf_counter() - started
-    tokens, latencies, ttfts = zip(*answers, strict=True)
-    streamed = tuple(ttft for ttft in ttfts if ttft is not None)
-    return LoadLevel(concurrency, len(answers), seconds, sum(tokens), latencies, streamed)
+    target = send(base_url, api_key=api_key, timeout_s=timeout_s)
+    results = await bench.sweep(target, levels, min_requests=min_requests)
+    return [LoadLevel.from_result(result, streamed=target.streams) for result in results]
 
 
 async def sweep_concurrency(

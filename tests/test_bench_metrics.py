@@ -1,0 +1,148 @@
+"""The harness's arithmetic on hand-written records, its reports, and its load shapes."""
+
+import asyncio
+import json
+import math
+import statistics
+
+import pytest
+
+from llmlab.bench import (
+    BenchmarkError,
+    Piece,
+    RequestRecord,
+    Target,
+    plot_sweep,
+    poisson_arrivals,
+    run,
+    summarize,
+    to_markdown,
+    write_csv,
+    write_json,
+)
+
+RECORDS = [
+    # 3 tokens in 3 chunks: TTFT 100 ms, E2E 400 ms, gaps 100 and 200 ms, TPOT 300 / 2 = 150 ms
+    RequestRecord(0.0, [0.1, 0.2, 0.4], usage_tokens=3, prompt_tokens=10),
+    # 5 tokens in 2 chunks (the server's usage counts, not the chunks): TPOT 100 / 4 = 25 ms
+    RequestRecord(1.0, [1.3, 1.4], usage_tokens=5, prompt_tokens=20),
+    # one token, no usage: counted from its one chunk, and no TPOT
+    RequestRecord(2.0, [2.5]),
+    # failed half-way: counted and listed, no latencies or tokens
+    RequestRecord(3.0, [3.05], usage_tokens=1, error="ReadError: connection reset"),
+    # an answer without text has no TTFT: a failure too
+    RequestRecord(4.0, []),
+]
+
+
+@pytest.fixture(scope="module")
+def result():
+    return summarize(RECORDS, 2.0, target="server", concurrency=4)
+
+
+def test_requests_and_throughputs_count_only_completed_requests(result):
+    assert (result.completed, result.failed) == (3, 2)
+    assert result.errors == ("ReadError: connection reset", "the answer carried no text")
+    assert (result.output_tokens, result.input_tokens) == (3 + 5 + 1, 30)
+    assert result.request_throughput == pytest.approx(3 / 2.0)
+    assert result.output_throughput == pytest.approx(9 / 2.0)
+
+
+def test_latencies_are_vllm_definitions_in_milliseconds(result):
+    # numpy.percentile, linear: p90 of [100, 300, 500] is 300 + 0.8 * 200
+    assert result.ttft_ms.mean == pytest.approx(300)
+    assert (result.ttft_ms.p50, result.ttft_ms.p90, result.ttft_ms.p99) == pytest.approx(
+        (300, 460, 496)
+    )
+    # TPOT excludes the one-token request: [150, 25]
+    assert (result.tpot_ms.mean, result.tpot_ms.p50) == pytest.approx((87.5, 87.5))
+    assert (result.tpot_ms.p90, result.tpot_ms.p99) == pytest.approx((137.5, 148.75))
+    # ITL pools the gaps of all requests: [100, 200] and [100]
+    assert result.itl_ms.mean == pytest.approx(400 / 3)
+    assert (result.itl_ms.p50, result.itl_ms.p90, result.itl_ms.p99) == pytest.approx(
+        (100, 180, 198)
+    )
+    assert result.e2e_ms.mean == pytest.approx(1300 / 3)
+    assert (result.e2e_ms.p50, result.e2e_ms.p90, result.e2e_ms.p99) == pytest.approx(
+        (400, 480, 498)
+    )
+
+
+def test_row_names_every_unit_and_json_has_no_nan(result, tmp_path):
+    row = result.row()
+    assert row["requests"] == 5 and row["failed"] == 2 and row["concurrency"] == 4
+    assert row["TTFT p90 (ms)"] == pytest.approx(460)
+    assert {"output tokens/s", "requests/s", "TPOT p99 (ms)", "ITL mean (ms)"} <= set(row)
+
+    failed = summarize([RequestRecord(0.0, error="ConnectError: refused")], 1.0, target="down")
+    assert math.isnan(failed.ttft_ms.p50)
+    data = failed.to_dict()
+    assert data["ttft_ms"]["p50"] is None and data["errors"] == ["ConnectError: refused"]
+    path = write_json([result, failed], tmp_path / "results.json", records=True)
+    saved = json.loads(path.read_text(), parse_constant=pytest.fail)  # NaN would call it
+    assert len(saved["results"][0]["records"]) == 5 and "TTFT" in saved["definitions"]
+    with pytest.raises(BenchmarkError, match="1 of 1 requests to down failed.*refused"):
+        failed.raise_for_failures()
+
+
+def test_markdown_csv_and_plot(result, tmp_path):
+    other = summarize(RECORDS[:2], 1.0, target="other", concurrency=1)
+    table = to_markdown([other, result])
+    header, rule, *rows = table.splitlines()[:4]
+    assert header.startswith("| target | concurrency |") and rule.startswith("|---|---:|")
+    assert rows[0].startswith("| other | 1 |") and "- TPOT: " in table
+    assert write_csv([other, result], tmp_path / "r.csv").read_text().count("\n") == 3
+
+    figure = plot_sweep([other, result, summarize(RECORDS, 1.0, target="other", concurrency=4)])
+    throughput, ttft = figure.axes
+    assert [line.get_label() for line in throughput.lines] == ["other", "server"]
+    assert len(ttft.lines) == 4 and throughput.get_xscale() == "log"
+    figure.savefig(tmp_path / "sweep.png")
+
+
+def test_poisson_arrivals_are_seeded_with_the_right_mean_gap():
+    arrivals = poisson_arrivals(100_001, rate=4.0, seed=1)
+    assert arrivals[:5] == poisson_arrivals(5, rate=4.0, seed=1)
+    assert arrivals[:5] != poisson_arrivals(5, rate=4.0, seed=2)
+    gaps = [later - earlier for earlier, later in zip(arrivals[:-1], arrivals[1:], strict=True)]
+    assert arrivals[0] == 0 and min(gaps) >= 0
+    # mean 1/4 s; its standard error over 10^5 gaps is 0.25 / 316 = 0.0008, the bound 6 of them
+    assert statistics.fmean(gaps) == pytest.approx(0.25, abs=0.005)
+    # exponential: the standard deviation equals the mean
+    assert statistics.stdev(gaps) == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(ValueError, match="positive"):
+        poisson_arrivals(3, rate=0)
+
+
+class Sleeper(Target):
+    """Answers after 50 ms with two pieces; counts how many requests are in flight."""
+
+    name = "sleeper"
+
+    def __init__(self):
+        self.in_flight = self.most_in_flight = 0
+
+    async def pieces(self, request):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.05)
+        yield Piece("Hello")
+        yield Piece(" there", output_tokens=2)
+        self.in_flight -= 1
+
+
+def test_run_keeps_concurrency_and_counts_the_warm_up_out():
+    target = Sleeper()
+    result = asyncio.run(run(target, [[]] * 6, concurrency=2, progress=False))
+    assert target.most_in_flight == 2
+    assert (result.completed, result.output_tokens) == (6, 12)
+    assert 0.14 < result.duration_s < 0.5  # three rounds of 50 ms, the warm-up not included
+
+
+def test_run_at_a_request_rate_spaces_the_requests():
+    target = Sleeper()
+    result = asyncio.run(run(target, [[]] * 5, request_rate=20.0, seed=3, progress=False))
+    sent = [record.sent_s - result.records[0].sent_s for record in result.records]
+    expected = poisson_arrivals(5, 20.0, seed=3)
+    assert sent == pytest.approx(expected, abs=0.03)
+    assert result.request_rate == 20.0 and result.concurrency is None

@@ -95,9 +95,12 @@ def test_render_quotes_parameters_that_need_it():
         ("FROM m\n\nPARAMETER temperature hot", "line 3: PARAMETER temperature needs a number, "
          "not 'hot'"),
         ("FROM m\nPARAMETER top_k 2.5", "line 2: PARAMETER top_k needs a whole number, not '2.5'"),
-        ("FROM m\nPARAMETER temprature 1", "line 2: unknown PARAMETER 'temprature'; this server "
-         "knows min_p, num_ctx, num_predict, repeat_last_n, repeat_penalty, seed, stop, "
+        ("FROM m\nPARAMETER temprature 1", "line 2: unknown PARAMETER 'temprature'; did you mean "
+         "'temperature'? this server knows min_p, num_ctx, num_predict, repeat_last_n, repeat_penalty, seed, stop, "
          "temperature, top_k, top_p"),
+        ("FROM m\nPARAMETER mirostat 1", "line 2: unknown PARAMETER 'mirostat'; this server knows "
+         "min_p, num_ctx, num_predict, repeat_last_n, repeat_penalty, seed, stop, temperature, "
+         "top_k, top_p"),
         ("FROM m\nPARAMETER", "line 2: PARAMETER needs a name and a value"),
         ("FROM m\nPARAMETER seed", "line 2: PARAMETER seed needs a value"),
         ("FROM m\nSYSTEM", "line 2: SYSTEM needs a value"),

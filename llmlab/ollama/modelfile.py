@@ -24,6 +24,7 @@ chat template inside the GGUF file is used, which is what a GGUF-based model wan
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,8 +164,11 @@ def convert_parameter(name: str, value: Any) -> Any:
 
 
 def unknown_parameter(name: str) -> str:
-    """The message for a parameter this server does not know."""
-    return f"unknown PARAMETER {name!r}; this server knows {', '.join(sorted(PARAMETER_TYPES))}"
+    """The message for a parameter this server does not know (with the likely one, for a typo)."""
+    close = difflib.get_close_matches(name, PARAMETER_TYPES, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    known = ", ".join(sorted(PARAMETER_TYPES))
+    return f"unknown PARAMETER {name!r}; {hint}this server knows {known}"
 
 
 def check_template(template: str) -> None:

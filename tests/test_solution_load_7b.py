@@ -1,0 +1,138 @@
+"""Exercise 1: a 7B model loads only when it fits, planned on made-up machines and run for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmlab.hardware import REFERENCE_MODELS, Hardware
+from llmlab.models import resolve_model
+from solutions import load_7b
+
+ROOT = Path(__file__).resolve().parents[1]
+
+QWEN_7B = REFERENCE_MODELS["Qwen2.5-7B-Instruct"]
+#: Qwen2.5-7B's embeddings and its (untied) output layer: 152,064 tokens x 3,584.
+QWEN_7B_EMBEDDINGS = 2 * 152_064 * 3_584
+
+
+def plan_7b(hardware: Hardware, **options: object) -> load_7b.LoadPlan:
+    return load_7b.plan_load(
+        int(QWEN_7B.num_params),
+        hardware,
+        architecture=QWEN_7B,
+        unquantized_parameters=QWEN_7B_EMBEDDINGS,
+        name="Qwen2.5-7B-Instruct",
+        **options,
+    )
+
+
+def cpu(free_gib: float) -> Hardware:
+    return Hardware("cpu", "CPU", free_gib, free_gib, 2)
+
+
+def gpu(free_gib: float) -> Hardware:
+    return Hardware("cuda", "test GPU", free_gib, free_gib, 16)
+
+
+def test_a_16_gib_laptop_refuses_7b_and_says_what_would_fit():
+    plan = plan_7b(cpu(16))
+    assert not plan.fits
+    assert "needs 17.3 GiB in bfloat16" in plan.refusal
+    assert "this machine has 16.0 GiB available" in plan.refusal
+    assert "Qwen2.5-3B-Instruct in bfloat16 (7.0 GiB)" in plan.refusal
+    assert "GGUF Q4_K_M with llama.cpp (chapter 04, 5.3 GiB) would fit" in plan.refusal
+    assert "plan: refuse" in plan.table()
+
+
+@pytest.mark.parametrize(("free_gib", "dtype"), [(24, "bfloat16"), (64, "float32")])
+def test_a_cpu_takes_float32_only_when_memory_is_ample(free_gib, dtype):
+    plan = plan_7b(cpu(free_gib))
+    assert (plan.fits, plan.device, plan.dtype, plan.quantization) == (True, "cpu", dtype, None)
+    assert plan.from_pretrained_kwargs() == {
+        "dtype": getattr(load_7b.torch, dtype),
+        "device_map": "cpu",
+    }
+    assert any("llama.cpp" in note for note in plan.notes)  # the hardware helper's advice
+
+
+@pytest.mark.parametrize(("bf16", "dtype"), [(True, "bfloat16"), (False, "float16")])
+def test_a_24_gib_gpu_takes_7b_in_16_bit(bf16, dtype):
+    plan = plan_7b(gpu(24), ram_available_gib=64, bf16_supported=bf16)
+    assert (plan.device, plan.dtype, plan.device_map, plan.max_memory) == (
+        "cuda",
+        dtype,
+        "cuda",
+        None,
+    )
+    assert plan.quantization is None
+
+
+def test_an_8_gib_gpu_offloads_to_ram_without_bitsandbytes_and_says_so():
+    plan = plan_7b(gpu(8), ram_available_gib=64)
+    assert (plan.device_map, plan.dtype, plan.quantization) == ("auto", "bfloat16", None)
+    assert plan.max_memory == {0: "6GiB", "cpu": "51GiB"}
+    assert plan.from_pretrained_kwargs()["max_memory"] == plan.max_memory
+    assert any("bitsandbytes is not installed" in note for note in plan.notes)
+    assert "copied to the GPU for every token" in plan.table()
+
+
+def test_an_8_gib_gpu_quantizes_to_4_bit_with_bitsandbytes():
+    plan = plan_7b(gpu(8), ram_available_gib=64, bitsandbytes_available=True)
+    assert (plan.device_map, plan.quantization, plan.max_memory) == ("cuda", "4-bit", None)
+    config = plan.from_pretrained_kwargs()["quantization_config"]
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
+    assert 6 < plan.estimate.total_gib < 8  # the 16-bit embeddings count: 2 GiB of it
+
+
+def test_a_small_gpu_with_little_ram_refuses():
+    plan = plan_7b(gpu(4), ram_available_gib=4, bf16_supported=False)
+    assert not plan.fits
+    assert "needs 17.3 GiB in float16" in plan.refusal
+    assert "4.0 GiB free on the GPU and 4.0 GiB of RAM" in plan.refusal
+    assert "Qwen2.5-1.5B-Instruct in float16" in plan.refusal
+
+
+def test_the_parameter_count_from_disk_matches_the_loaded_model(llm):
+    assert load_7b.count_parameters(resolve_model()) == llm.model.num_parameters()
+
+
+def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "solutions.load_7b", *args],
+        cwd=ROOT,
+        env=os.environ | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_script_loads_the_default_model_and_answers():
+    result = run_script(resolve_model(), "--prompt", "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    for part in ["plan: load", "load time:", "peak memory:", "tokens/s"]:
+        assert part in result.stdout
+
+
+def test_a_hub_id_without_network_fails_with_a_clear_message(tmp_path):
+    offline = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}  # no network, empty cache
+    result = run_script("Qwen/Qwen2.5-7B-Instruct", "--dry-run", env=offline)
+    assert result.returncode == load_7b.EXIT_ERROR
+    assert "Cannot size Qwen/Qwen2.5-7B-Instruct offline" in result.stderr
+    assert "local Transformers folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_model_too_large_exits_with_the_explanation(monkeypatch, capsys):
+    monkeypatch.setattr(load_7b, "machine", lambda device: (cpu(0.3), 0.0))
+    assert load_7b.main([resolve_model(), "--dry-run"]) == load_7b.EXIT_TOO_LARGE
+    out, err = capsys.readouterr()
+    assert "plan: refuse" in out
+    assert "needs 0.4 GiB in bfloat16" in err and "this machine has 0.3 GiB available" in err
+    assert "This model as a GGUF Q4_K_M with llama.cpp (chapter 04, 0.2 GiB) would fit." in err

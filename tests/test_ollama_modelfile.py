@@ -96,8 +96,8 @@ def test_render_quotes_parameters_that_need_it():
          "not 'hot'"),
         ("FROM m\nPARAMETER top_k 2.5", "line 2: PARAMETER top_k needs a whole number, not '2.5'"),
         ("FROM m\nPARAMETER temprature 1", "line 2: unknown PARAMETER 'temprature'; did you mean "
-         "'temperature'? this server knows min_p, num_ctx, num_predict, repeat_last_n, repeat_penalty, seed, stop, "
-         "temperature, top_k, top_p"),
+         "'temperature'? this server knows min_p, num_ctx, num_predict, repeat_last_n, "
+         "repeat_penalty, seed, stop, temperature, top_k, top_p"),
         ("FROM m\nPARAMETER mirostat 1", "line 2: unknown PARAMETER 'mirostat'; this server knows "
          "min_p, num_ctx, num_predict, repeat_last_n, repeat_penalty, seed, stop, temperature, "
          "top_k, top_p"),

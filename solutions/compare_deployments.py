@@ -1,0 +1,562 @@
+"""Exercise 3: compare the deployment methods on the same workload, one backend at a time.
+
+    python -m solutions.compare_deployments [--out DIR] [--levels 1 4 16] [--max-tokens 64]
+                                            [--only NAME ...] [--skip NAME ...]
+
+Every backend answers the same requests: the course's sample chats (``llmlab.prompts``), greedy,
+every answer forced to ``--max-tokens`` tokens where the backend can force it (``ignore_eos``;
+Ollama cannot, so its answers may be shorter, and the table shows by how much). Each backend is
+started, warmed up with one request that is not counted, swept over the concurrency levels with
+the course's harness (``llmlab.bench``), and stopped before the next one starts: two model
+servers at once would share the same cores and spoil both figures.
+
+The backends, by the name ``--only`` and ``--skip`` take:
+
+* ``transformers``: the model in this process (``LocalLLM``), one request at a time. It batches
+  nothing, so it is measured at concurrency 1 only and its other rows say so.
+* ``service``: the course's FastAPI service (``python -m llmlab.service``), which batches the
+  requests that wait in its queue (dynamic batching) around the same Transformers model.
+* ``vllm``: vLLM's OpenAI server, continuous batching (``--enforce-eager``: ready in ~35 s).
+* ``llama-server``: llama.cpp on the 4-bit GGUF, one slot per concurrent request.
+* ``ollama``: a real Ollama where ``find_ollama()`` finds one, else the course's
+  Ollama-compatible server on llama-server, with Ollama's default of one request at a time
+  per model (``OLLAMA_NUM_PARALLEL=1``; ``--ollama-parallel`` changes it).
+
+A backend that cannot start (not installed, no model, a port problem, a start timeout) is
+reported with its reason in the results, and the others still run. Results go to ``--out``
+(default: ``compare_deployments/`` in the course's cache folder): ``results.md``,
+``results.csv``, ``results.json``, ``throughput.png`` and ``ttft.png``.
+
+The load generator runs on the same machine as the servers; on a small CPU it takes some of
+their time, so absolute figures are a little low, the same for every backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import httpx
+import psutil
+
+from llmlab.bench import (
+    DEFINITIONS,
+    BenchmarkResult,
+    InProcess,
+    OllamaChat,
+    OpenAIChat,
+    Target,
+    plot_sweep,
+    sweep,
+    write_csv,
+)
+from llmlab.errors import MissingPackageError
+from llmlab.hardware import detect_hardware
+from llmlab.llamacpp_server import llama_server
+from llmlab.models import default_gguf
+from llmlab.ollama import find_ollama, ollama_server
+from llmlab.servers import Server
+from llmlab.settings import cache_dir, model_setting
+
+#: The model a real Ollama is given (made from the same GGUF file the other backends read).
+OLLAMA_MODEL = "llmlab-compare"
+#: Fewer requests than this per level would make a noisy figure (the harness's own minimum).
+MIN_REQUESTS = 8
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every backend is run with: the same load, the same answer length, the same model."""
+
+    levels: tuple[int, ...] = (1, 4, 16)
+    max_tokens: int = 64
+    #: The Transformers model (transformers, service, vLLM): None is $LLMLAB_MODEL or SmolLM2.
+    model: str | None = None
+    #: The GGUF file (llama-server, Ollama): None is the course's SmolLM2 Q4_1 file.
+    gguf: str | None = None
+    #: Requests Ollama serves at once per model (Ollama's own default is 1).
+    ollama_parallel: int = 1
+    #: vLLM with torch.compile: faster, but ready after ~2 min instead of ~35 s on 2 cores.
+    vllm_compiled: bool = False
+    #: Threads of llama-server (and Ollama's runner); None is llama.cpp's default (every core).
+    #: On a machine busy with other work, 1 can be much faster: llama.cpp's threads wait for
+    #: each other at every step.
+    llama_threads: int | None = None
+
+    @property
+    def top(self) -> int:
+        return max(self.levels)
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started backend: the target the harness sends requests to, and how it is set up."""
+
+    target: Target
+    setup: str
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A deployment method: a name for the command line, and how to start it.
+
+    ``start`` is a context manager that starts the backend, yields a ``Running`` and stops it
+    on exit; anything it raises while starting means the backend could not start.
+    """
+
+    name: str
+    description: str
+    start: Callable[[Options], AbstractContextManager[Running]]
+    #: Serves one request at a time (no server, no batching): measured at concurrency 1 only.
+    one_at_a_time: bool = False
+
+
+@contextmanager
+def _serving(server: Server) -> Iterator[Server]:
+    """Start ``server``; on exit stop it and wait until every process it started is gone.
+
+    ``Server.stop`` waits for the main process only; vLLM's engine and the Ollama server's
+    llama-servers may take a moment longer, and the next backend must not share the cores
+    with them.
+    """
+    with server:
+        yield server
+        tree = [psutil.Process(server.process.pid)] if server.running else []
+        with suppress(psutil.NoSuchProcess):
+            tree += tree[0].children(recursive=True) if tree else []
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    for process in alive:  # still there after 30 s: a stuck worker, not worth waiting for
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+@contextmanager
+def _transformers(options: Options) -> Iterator[Running]:
+    from llmlab.generation import LocalLLM
+
+    llm = LocalLLM(options.model)
+    target = InProcess(llm, max_tokens=options.max_tokens, name="Transformers (in process)")
+    yield Running(target, f"{llm.model_path}, {llm.dtype}, one request at a time")
+
+
+@contextmanager
+def _service(options: Options) -> Iterator[Running]:
+    batch = max(16, options.top)
+    command = [sys.executable, "-m", "llmlab.service", "--host", "{host}", "--port", "{port}",
+               "--max-batch-size", str(batch), "--max-queue", str(max(64, 2 * batch))]  # fmt: skip
+    if options.model:
+        command += ["--model", options.model]
+    with _serving(Server(command, name="llmlab-service", startup_timeout_s=300)) as server:
+        model = httpx.get(server.url("/v1/models"), timeout=10).json()["data"][0]["id"]
+        target = OpenAIChat(
+            server.url("/v1"), model, max_tokens=options.max_tokens, name="FastAPI service"
+        )
+        yield Running(target, f"python -m llmlab.service, dynamic batches of up to {batch}")
+
+
+@contextmanager
+def _vllm(options: Options) -> Iterator[Running]:
+    from llmlab.vllm_server import vllm_server
+
+    if importlib.util.find_spec("vllm") is None:
+        raise MissingPackageError(
+            "vllm", "pip install 'llmlab[cpu]' (CPU) or pip install 'llmlab[cuda]' (GPU)", "vLLM"
+        )
+    eager = not options.vllm_compiled
+    server = vllm_server(options.model, enforce_eager=eager, max_num_seqs=options.top)
+    with _serving(server):
+        target = OpenAIChat(
+            server.url("/v1"), server.model, max_tokens=options.max_tokens, name="vLLM"
+        )
+        mode = "--enforce-eager" if eager else "torch.compile"
+        yield Running(target, f"{server.model}, {mode}, --max-num-seqs {options.top}")
+
+
+@contextmanager
+def _llama_server(options: Options) -> Iterator[Running]:
+    threads = options.llama_threads
+    with _serving(llama_server(options.gguf, parallel=options.top, threads=threads)) as server:
+        target = OpenAIChat(
+            server.url("/v1"), server.model, max_tokens=options.max_tokens, name="llama-server"
+        )
+        cores = f"{threads} thread(s)" if threads else "default threads"
+        yield Running(target, f"{server.model}.gguf, --parallel {options.top} slots, {cores}")
+
+
+@contextmanager
+def _ollama(options: Options) -> Iterator[Running]:
+    import ollama
+
+    gguf = Path(options.gguf) if options.gguf else default_gguf()
+    with ExitStack() as stack:
+        url = find_ollama()
+        if url:
+            name = "Ollama"
+            setup = f"a real Ollama at {url} (its own OLLAMA_NUM_PARALLEL), model {OLLAMA_MODEL}"
+        else:
+            store = stack.enter_context(tempfile.TemporaryDirectory(prefix="llmlab-ollama-"))
+            server = ollama_server(
+                store_dir=store, parallel=options.ollama_parallel, threads=options.llama_threads
+            )
+            url = stack.enter_context(_serving(server)).base_url
+            name = "Ollama-compatible (llmlab.ollama)"
+            setup = (
+                f"no Ollama here: the course's Ollama API on llama-server, {gguf.name}, "
+                f"{options.ollama_parallel} request(s) at a time per model, as OLLAMA_NUM_PARALLEL"
+            )
+        # A GGUF file goes up as a blob first: the one way a real Ollama takes a local file.
+        client = ollama.Client(host=url, timeout=300)
+        client.create(model=OLLAMA_MODEL, files={gguf.name: client.create_blob(gguf)})
+        target = OllamaChat(url, OLLAMA_MODEL, max_tokens=options.max_tokens, name=name)
+        yield Running(target, setup + "; no ignore_eos: answers may stop early")
+
+
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in [
+        Backend("transformers", "Transformers in this process", _transformers, one_at_a_time=True),
+        Backend("service", "the course's FastAPI service (llmlab.service)", _service),
+        Backend("vllm", "vLLM's OpenAI-compatible server", _vllm),
+        Backend("llama-server", "llama.cpp's llama-server", _llama_server),
+        Backend("ollama", "Ollama, or the course's Ollama-compatible server", _ollama),
+    ]
+}
+
+
+@dataclass
+class BackendRun:
+    """What happened to one backend: its results, or why it did not run."""
+
+    backend: str
+    label: str = ""
+    setup: str = ""
+    ready_after_s: float | None = None
+    results: list[BenchmarkResult] = field(default_factory=list)
+    #: Why it could not start or run (one line), and the whole message (a server's log tail).
+    skipped: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class Comparison:
+    """Every backend's run, in the order they ran, and the options they ran with."""
+
+    options: Options
+    runs: list[BackendRun]
+    machine: str
+
+    @property
+    def results(self) -> list[BenchmarkResult]:
+        return [result for run in self.runs for result in run.results]
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {run.backend: run.skipped for run in self.runs if run.skipped}
+
+    def table(self) -> list[dict[str, object]]:
+        """One row per backend that ran and concurrency level. A level a backend cannot be
+        loaded at is a row that says so, not a figure."""
+        rows = []
+        for run in self.runs:
+            if run.skipped:
+                continue
+            measured = {result.concurrency: result for result in run.results}
+            for level in sorted(set(self.options.levels) | set(measured)):
+                result = measured.get(level)
+                if result is None:
+                    note = "not measured: serves one request at a time"
+                    rows.append({"backend": run.label, "concurrency": level, "note": note})
+                    continue
+                figures = result.row()
+                per_request = result.output_tokens / result.completed if result.completed else None
+                short = per_request is not None and per_request < self.options.max_tokens
+                rows.append(
+                    {
+                        "backend": run.label,
+                        "concurrency": level,
+                        "requests": result.completed + result.failed,
+                        "failed": result.failed,
+                        "output tokens/s": result.output_throughput,
+                        "tokens/request": per_request,
+                        "TTFT p50 (ms)": figures["TTFT p50 (ms)"],
+                        "TTFT p90 (ms)": figures["TTFT p90 (ms)"],
+                        "TPOT p50 (ms)": figures["TPOT p50 (ms)"],
+                        "E2E p50 (ms)": figures["E2E p50 (ms)"],
+                        "note": "answers stopped early (no ignore_eos)" if short else "",
+                    }
+                )
+        return rows
+
+    def markdown(self) -> str:
+        """The table, the backends' setup, what was skipped and why, and the definitions."""
+        options = self.options
+        lines = [
+            "# Deployment methods compared",
+            "",
+            f"Machine: {self.machine}. Model: {model_setting(options.model)} "
+            f"(llama-server and Ollama: {Path(options.gguf or default_gguf()).name}). "
+            f"Workload: the course's sample chats, greedy, {options.max_tokens} output tokens a "
+            f"request, 2 x concurrency requests per level (at least {MIN_REQUESTS}), after one "
+            "warm-up request per backend that is not counted. The load generator shares the "
+            "machine with the server.",
+            "",
+            _markdown_table(self.table()),
+            "",
+            "## Backends",
+            "",
+        ]
+        for run in self.runs:
+            if not run.skipped:
+                ready = f", ready after {run.ready_after_s:.0f} s" if run.ready_after_s else ""
+                lines.append(f"- **{run.label}** (`{run.backend}`): {run.setup}{ready}")
+        lines += ["", "## Skipped", ""]
+        lines += [f"- `{name}`: {why}" for name, why in self.skipped.items()] or ["- none"]
+        lines += ["", "## What the figures mean (vLLM's serving-benchmark definitions)", ""]
+        lines += [f"- {name}: {meaning}" for name, meaning in DEFINITIONS.items()]
+        lines.append("- tokens/request: output tokens / completed requests (as each server counts)")
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, object]:
+        options = self.options
+        return {
+            "machine": self.machine,
+            "options": {
+                "levels": list(options.levels),
+                "max_tokens": options.max_tokens,
+                "model": model_setting(options.model),
+                "gguf": str(options.gguf or default_gguf()),
+                "ollama_parallel": options.ollama_parallel,
+            },
+            "backends": [
+                {
+                    "name": run.backend,
+                    "label": run.label,
+                    "setup": run.setup,
+                    "ready_after_s": run.ready_after_s,
+                    "skipped": run.skipped,
+                    "detail": run.detail,
+                    "results": [result.to_dict() for result in run.results],
+                }
+                for run in self.runs
+            ],
+            "definitions": DEFINITIONS,
+        }
+
+
+def _markdown_table(rows: list[dict[str, object]]) -> str:
+    columns = ["backend", "concurrency", "requests", "failed", "output tokens/s",
+               "tokens/request", "TTFT p50 (ms)", "TTFT p90 (ms)", "TPOT p50 (ms)",
+               "E2E p50 (ms)", "note"]  # fmt: skip
+    rule = "|".join("---" if column in ("backend", "note") else "---:" for column in columns)
+    lines = ["| " + " | ".join(columns) + " |", f"|{rule}|"]
+    for row in rows:
+        cells = [row.get(column) for column in columns]
+        lines.append("| " + " | ".join(_cell(value) for value in cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # NaN: nothing measured
+        return ""
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def choose(only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> list[Backend]:
+    """The backends to run, in the order of ``BACKENDS``; an unknown name is an error."""
+    for name in [*(only or ()), *skip]:
+        if name not in BACKENDS:
+            raise ValueError(f"no backend {name!r}; the backends: {', '.join(BACKENDS)}")
+    names = [name for name in BACKENDS if (not only or name in only) and name not in skip]
+    return [BACKENDS[name] for name in names]
+
+
+async def compare(
+    levels: Sequence[int] = (1, 4, 16),
+    max_tokens: int = 64,
+    *,
+    only: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    backends: Sequence[Backend] | None = None,
+    progress: bool = True,
+    **settings: object,
+) -> Comparison:
+    """Start, warm up, sweep and stop each backend in turn; never two at once.
+
+    ``backends`` (default: ``choose(only, skip)``) may include your own ``Backend``.
+    ``settings`` are the other fields of ``Options`` (model, gguf, ollama_parallel,
+    vllm_compiled, llama_threads). In a notebook: ``comparison = await compare([1, 4, 16])``.
+    """
+    levels = tuple(sorted(set(levels)))
+    if not levels or levels[0] < 1:
+        raise ValueError(f"concurrency levels must be 1 or more, not {levels}")
+    options = Options(levels, max_tokens, **settings)  # type: ignore[arg-type]
+    runs = []
+    for backend in backends if backends is not None else choose(only, skip):
+        print(f"\n== {backend.name}: {backend.description}", flush=True)
+        runs.append(await _run_one(backend, options, progress))
+    return Comparison(options, runs, _machine())
+
+
+async def _run_one(backend: Backend, options: Options, progress: bool) -> BackendRun:
+    """One backend from start to stop. A failure to start or run is recorded, not raised."""
+    run = BackendRun(backend.name)
+    levels = (1,) if backend.one_at_a_time else options.levels
+    with ExitStack() as stack:
+        started = time.perf_counter()
+        try:
+            # Blocking on purpose: nothing else may run meanwhile, and Ctrl-C still stops it.
+            running = stack.enter_context(backend.start(options))
+        except Exception as error:  # noqa: BLE001 - any reason to not start is a result
+            return _skipped(run, "could not start", error)
+        run.ready_after_s = time.perf_counter() - started
+        run.label, run.setup = running.target.name, running.setup
+        try:
+            run.results = await sweep(
+                running.target, levels, min_requests=MIN_REQUESTS, progress=progress
+            )
+        except Exception as error:  # noqa: BLE001
+            return _skipped(replace(run, results=[]), "failed while running", error)
+    return run
+
+
+def _skipped(run: BackendRun, what: str, error: BaseException) -> BackendRun:
+    """The run with a one-line reason: the error's first line, and the last line of a server's
+    log where the message ends with one (that is where a server says what went wrong)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = f"{what}: {type(error).__name__}"
+    if lines:
+        reason += f": {lines[0]}" + (f" [...] {lines[-1]}" if len(lines) > 1 else "")
+    print(reason, file=sys.stderr)
+    return replace(run, skipped=reason, detail=str(error))
+
+
+def _machine() -> str:
+    hardware = detect_hardware()
+    accelerator = hardware.name if hardware.device != "cpu" else "no GPU"
+    return (
+        f"{hardware.cpu_count} CPU cores ({platform.machine()}), "
+        f"{hardware.total_memory_gib:.0f} GiB, {accelerator}"
+    )
+
+
+def write_report(comparison: Comparison, out: str | Path | None = None) -> dict[str, Path]:
+    """Write results.md, results.csv, results.json, throughput.png and ttft.png into ``out``
+    (default: ``compare_deployments/`` in the cache folder); return their paths."""
+    folder = Path(out) if out else cache_dir() / "compare_deployments"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / name for name in ["results.md", "results.csv", "results.json",
+                                              "throughput.png", "ttft.png"]}  # fmt: skip
+    paths["results.md"].write_text(comparison.markdown())
+    write_csv(comparison.results, paths["results.csv"])
+    paths["results.json"].write_text(json.dumps(_no_nan(comparison.to_dict()), indent=2) + "\n")
+    results = comparison.results
+    if results:
+        figure = plot_sweep(results)  # the harness's two panels, saved one a file
+        throughput, ttft = figure.axes
+        tokens = comparison.options.max_tokens
+        throughput.set_title(f"Output tokens/s ({tokens} tokens a request), higher is better")
+        ttft.set_title("Time to first token, p50 solid, p90 dashed; lower is better")
+        ttft.set_yscale("log")  # from tens of milliseconds to a minute where requests queue
+        for axes in (throughput, ttft):
+            axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+        figure.set_size_inches(16, 5)
+        for axes, other, name in [(throughput, ttft, "throughput.png"),
+                                  (ttft, throughput, "ttft.png")]:  # fmt: skip
+            other.set_visible(False)
+            figure.draw_without_rendering()
+            box = axes.get_tightbbox().transformed(figure.dpi_scale_trans.inverted())
+            figure.savefig(paths[name], dpi=110, bbox_inches=box.padded(0.1))
+            other.set_visible(True)
+    else:
+        del paths["throughput.png"], paths["ttft.png"]  # nothing ran: nothing to plot
+    return paths
+
+
+def _no_nan(value: object) -> object:
+    """JSON has no NaN (``json.dumps`` would write it anyway and strict readers reject it)."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {key: _no_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(item) for item in value]
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m solutions.compare_deployments",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="backends: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values()),
+    )
+    parser.add_argument("--out", help="folder for the results (default: in the cache folder)")
+    parser.add_argument(
+        "--levels",
+        type=int,
+        nargs="+",
+        default=[1, 4, 16],
+        help="requests in flight, one run each (default: 1 4 16)",
+    )
+    parser.add_argument("--max-tokens", type=int, default=64, help="tokens in every answer")
+    parser.add_argument("--only", nargs="+", choices=list(BACKENDS), help="run only these")
+    parser.add_argument(
+        "--skip", nargs="+", choices=list(BACKENDS), default=[], help="run all but these"
+    )
+    parser.add_argument("--model", help="Transformers model (default: $LLMLAB_MODEL or SmolLM2)")
+    parser.add_argument("--gguf", help="GGUF file for llama-server and Ollama")
+    parser.add_argument(
+        "--ollama-parallel",
+        type=int,
+        default=1,
+        help="requests the course's Ollama server runs at once per model "
+        "(Ollama's OLLAMA_NUM_PARALLEL; default 1)",
+    )
+    parser.add_argument(
+        "--llama-threads",
+        type=int,
+        help="threads of llama-server and Ollama's runner (default: llama.cpp's, every core; "
+        "1 can be faster on a machine busy with other work)",
+    )
+    parser.add_argument(
+        "--vllm-compiled",
+        action="store_true",
+        help="let vLLM compile (faster, ~2 min to start on 2 cores)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    comparison = asyncio.run(
+        compare(
+            args.levels,
+            args.max_tokens,
+            only=args.only,
+            skip=args.skip,
+            model=args.model,
+            gguf=args.gguf,
+            ollama_parallel=args.ollama_parallel,
+            vllm_compiled=args.vllm_compiled,
+            llama_threads=args.llama_threads,
+        )
+    )
+    paths = write_report(comparison, args.out)
+    print("\n" + comparison.markdown())
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0 if comparison.results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

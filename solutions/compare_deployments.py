@@ -56,6 +56,7 @@ from llmlab.bench import (
     OllamaChat,
     OpenAIChat,
     Target,
+    json_ready,
     plot_sweep,
     sweep,
     write_csv,
@@ -458,7 +459,7 @@ def write_report(comparison: Comparison, out: str | Path | None = None) -> dict[
                                               "throughput.png", "ttft.png"]}  # fmt: skip
     paths["results.md"].write_text(comparison.markdown())
     write_csv(comparison.results, paths["results.csv"])
-    paths["results.json"].write_text(json.dumps(_no_nan(comparison.to_dict()), indent=2) + "\n")
+    paths["results.json"].write_text(json.dumps(json_ready(comparison.to_dict()), indent=2) + "\n")
     results = comparison.results
     if results:
         figure = plot_sweep(results)  # the harness's two panels, saved one a file
@@ -480,17 +481,6 @@ def write_report(comparison: Comparison, out: str | Path | None = None) -> dict[
     else:
         del paths["throughput.png"], paths["ttft.png"]  # nothing ran: nothing to plot
     return paths
-
-
-def _no_nan(value: object) -> object:
-    """JSON has no NaN (``json.dumps`` would write it anyway and strict readers reject it)."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {key: _no_nan(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(item) for item in value]
-    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -18,6 +18,7 @@ from llmlab.bench.records import (
     BenchmarkResult,
     RequestRecord,
     Stats,
+    json_ready,
     summarize,
 )
 from llmlab.bench.report import plot_sweep, to_frame, to_markdown, write_csv, write_json
@@ -52,6 +53,7 @@ __all__ = [
     "poisson_arrivals",
     "read_counter",
     "run",
+    "json_ready",
     "summarize",
     "sweep",
     "to_frame",

@@ -149,7 +149,7 @@ class BenchmarkResult:
     def to_dict(self, *, records: bool = False) -> dict[str, object]:
         """The result as plain JSON-ready data (NaN as None); ``records`` adds every request."""
         data = {name: value for name, value in asdict(self).items() if name != "records"}
-        data = _nan_to_none(data | {"errors": list(self.errors)})
+        data = json_ready(data | {"errors": list(self.errors)})
         if records:
             data["records"] = [asdict(record) for record in self.records]
         return data
@@ -204,10 +204,13 @@ def _ms(seconds: list[float]) -> Stats:
     return Stats.of([1000 * value for value in seconds])
 
 
-def _nan_to_none(value: object) -> object:
-    """JSON has no NaN; ``json.dumps`` would write it anyway and strict readers reject it."""
+def json_ready(value: object) -> object:
+    """``value`` with every NaN (in dicts and lists) as None: JSON has no NaN, ``json.dumps``
+    writes it anyway, and strict readers reject it."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {key: _nan_to_none(item) for key, item in value.items()}
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
     return value

@@ -1,20 +1,29 @@
-"""Answers to the short exercises that end chapters 01 to 03, as a teacher would show them.
+"""Answers to the short exercises that end chapters 01 to 06, as a teacher would show them.
 
 ``llmlab.exercises`` checks a student's function, and these, against the course's own code:
 
 * chapter 01 (``01_transformers``): ``build_prompt``, the text the model sees for a chat;
 * chapter 02 (``02_batching``): ``pad_batch``, a batch padded on the left;
-* chapter 03 (``03_vllm``): ``metrics``, TTFT, TPOT and E2E as vLLM's benchmark defines them.
+* chapter 03 (``03_vllm``): ``metrics``, TTFT, TPOT and E2E as vLLM's benchmark defines them;
+* chapter 04 (``04_llamacpp``): ``describe_gguf``, what a GGUF file says about itself;
+* chapter 05 (``05_ollama``): ``chat_body``, the JSON body of Ollama's ``POST /api/chat``;
+* chapter 06 (``06_fastapi``): ``ChatRequest``, a request model that refuses bad input (422).
 
-    python -m solutions.chapter_exercises   # runs the three checkers on these answers
+    python -m solutions.chapter_exercises   # runs the six checkers on these answers
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 import torch
+from gguf import GGUFReader, LlamaFileType
+from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
 from llmlab.generation import Message
+from llmlab.service.schemas import MAX_MESSAGES, MAX_TOKENS_LIMIT
 
 
 def build_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> str:
@@ -41,9 +50,70 @@ def metrics(sent_s: float, chunk_times_s: list[float], output_tokens: int) -> di
     return {"ttft_s": ttft_s, "tpot_s": tpot_s, "e2e_s": e2e_s}
 
 
+def describe_gguf(path: str | Path) -> dict:
+    """The header of a GGUF file, read with ``gguf.GGUFReader``; ``field.contents()`` turns a
+    field's raw parts into a value. Keys depend on the architecture, so read that first."""
+    reader = GGUFReader(path)
+    architecture = reader.fields["general.architecture"].contents()
+    return {
+        "architecture": architecture,
+        "context_length": reader.fields[f"{architecture}.context_length"].contents(),
+        "quantization": LlamaFileType(reader.fields["general.file_type"].contents()).name,
+        "tensors": len(reader.tensors),
+    }
+
+
+def chat_body(
+    model: str,
+    messages: list[Message],
+    *,
+    temperature: float,
+    max_tokens: int,
+    stream: bool = False,
+) -> dict:
+    """The messages as they are (the server applies the chat template), sampling settings in
+    ``options`` by Ollama's names, and ``stream`` always: Ollama streams when it is left out."""
+    return {
+        "model": model,
+        "messages": list(messages),
+        "stream": stream,
+        "options": {"temperature": temperature, "num_predict": max_tokens},
+    }
+
+
+class ChatMessage(BaseModel):
+    """One turn; only the roles a chat template knows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(BaseModel):
+    """Every field bounded by the service's limits, and unknown fields refused, so that a typo
+    such as ``max_token`` is a 422 instead of a request that silently runs with the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_tokens: int = Field(256, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: float = Field(0.7, ge=0, le=2)
+
+
 if __name__ == "__main__":
-    from llmlab.exercises import check_chat_prompt, check_left_padding, check_serving_metrics
+    from llmlab.exercises import (
+        check_chat_prompt,
+        check_gguf_summary,
+        check_left_padding,
+        check_ollama_chat_body,
+        check_request_model,
+        check_serving_metrics,
+    )
 
     check_chat_prompt(build_prompt)
     check_left_padding(pad_batch)
     check_serving_metrics(metrics)
+    check_gguf_summary(describe_gguf)
+    check_ollama_chat_body(chat_body)
+    check_request_model(ChatRequest)

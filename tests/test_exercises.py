@@ -7,20 +7,30 @@ message the student reads, so a message that stops saying what to fix fails here
 from __future__ import annotations
 
 import copy
+import json
+from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import torch
+from gguf import GGUFReader, LlamaFileType
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from transformers import AutoTokenizer
 
+from llmlab import exercises
 from llmlab.errors import LLMLabError
 from llmlab.exercises import (
     ExerciseError,
     check_chat_prompt,
+    check_gguf_summary,
     check_left_padding,
+    check_ollama_chat_body,
+    check_request_model,
     check_serving_metrics,
 )
 from llmlab.models import resolve_model
+from llmlab.service.schemas import ChatRequest as ServiceChatRequest
 from solutions import chapter_exercises as answers
 
 EXERCISES_PY = str(Path(__file__).resolve().parents[1] / "llmlab" / "exercises.py")
@@ -319,3 +329,378 @@ def test_a_lambda_is_called_your_function():
         ExerciseError, match=r"^your function, on an answer of 5 tokens in 5 chunks \(sent_s=1000.0"
     ):
         check_serving_metrics(lambda s, c, n: None)
+
+
+# --- chapter 04: describe_gguf -----------------------------------------------------------------
+# The mistakes run on a tiny llama file (a few KiB, like the course's: llama, Q4_1 mostly, some
+# Q8_0 and F32) so that they take milliseconds; the checker adds its own qwen2 file.
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf"
+    tensors = {"Q4_1": 5, "Q8_0": 1, "F32": 3}
+    return str(exercises._write_gguf(path, "llama", 8192, "MOSTLY_Q4_1", tensors))
+
+
+def test_reference_describe_gguf_passes_on_the_course_file(capsys):
+    check_gguf_summary(answers.describe_gguf)
+    out = capsys.readouterr().out
+    assert out == (
+        "✓ describe_gguf describes SmolLM2-135M-Instruct.Q4_1.gguf and a qwen2 file as "
+        "read_gguf does\n"
+    )
+
+
+def test_the_file_type_may_be_named_without_mostly_and_in_any_case(tiny_llama, capsys):
+    def describe_gguf(path):
+        summary = answers.describe_gguf(path)
+        return {**summary, "quantization": summary["quantization"].removeprefix("MOSTLY_").lower()}
+
+    check_gguf_summary(describe_gguf, tiny_llama)
+    assert capsys.readouterr().out.startswith("✓ describe_gguf describes tiny-llama.gguf")
+
+
+def gguf_answer(architecture, context_length, quantization, tensors):
+    """A student answer built from ``reader``: each argument picks a value out of it."""
+
+    def describe_gguf(path):
+        reader = GGUFReader(path)
+        return {
+            "architecture": architecture(reader),
+            "context_length": context_length(reader),
+            "quantization": quantization(reader),
+            "tensors": tensors(reader),
+        }
+
+    return describe_gguf
+
+
+def field(key):
+    return lambda reader: reader.fields[key]
+
+
+def part(key):
+    return lambda reader: reader.fields[key].parts[reader.fields[key].data[0]]
+
+
+def value(key):
+    return lambda reader: reader.fields[key].contents()
+
+
+def arch_key(reader):
+    return f"{reader.fields['general.architecture'].contents()}.context_length"
+
+
+RIGHT_ARCH = value("general.architecture")
+RIGHT_CONTEXT = lambda reader: reader.fields[arch_key(reader)].contents()  # noqa: E731
+RIGHT_QUANT = lambda reader: LlamaFileType(reader.fields["general.file_type"].contents()).name  # noqa: E731
+RIGHT_COUNT = lambda reader: len(reader.tensors)  # noqa: E731
+
+#: What a student writes first: the fields themselves, a llama key, the number of fields.
+FIRST_TRY = gguf_answer(
+    field("general.architecture"),
+    field("llama.context_length"),
+    field("general.file_type"),
+    lambda reader: len(reader.fields),
+)
+
+
+def most_common_type(reader):
+    return Counter(tensor.tensor_type.name for tensor in reader.tensors).most_common(1)[0][0]
+
+
+@pytest.mark.parametrize(
+    ("describe_gguf", "message"),
+    [
+        (FIRST_TRY, r"tiny-llama.gguf: architecture is the GGUFReader field itself.*contents\(\)"),
+        (
+            gguf_answer(part("general.architecture"), RIGHT_CONTEXT, RIGHT_QUANT, RIGHT_COUNT),
+            r"architecture is a numpy array .*the bytes of the text.*"
+            r"bytes\(field.parts\[field.data\[0\]\]\).decode\(\)",
+        ),
+        (
+            gguf_answer(
+                lambda r: bytes(part("general.architecture")(r)),
+                RIGHT_CONTEXT,
+                RIGHT_QUANT,
+                RIGHT_COUNT,
+            ),
+            r"architecture is bytes \(b'llama'\); decode it",
+        ),
+        (
+            gguf_answer(RIGHT_ARCH, lambda r: part(arch_key(r))(r)[0], RIGHT_QUANT, RIGHT_COUNT),
+            r"context_length is a numpy uint32 \(8192\); make it a Python int",
+        ),
+        (
+            gguf_answer(RIGHT_ARCH, value("llama.context_length"), RIGHT_QUANT, RIGHT_COUNT),
+            r"on a tiny qwen2 GGUF file .*raised KeyError.*under 'qwen2.context_length'",
+        ),
+        (
+            gguf_answer(lambda r: "llama", RIGHT_CONTEXT, RIGHT_QUANT, RIGHT_COUNT),
+            r"qwen2 GGUF.*architecture is 'llama', but this file's general.architecture is 'qwen2'",
+        ),
+        (
+            gguf_answer(RIGHT_ARCH, lambda r: 8192, RIGHT_QUANT, RIGHT_COUNT),
+            r"context_length is 8192, but this file's qwen2.context_length is 32768",
+        ),
+        (
+            gguf_answer(RIGHT_ARCH, RIGHT_CONTEXT, value("general.file_type"), RIGHT_COUNT),
+            r"quantization is 3, the number general.file_type stores; give its name: "
+            r"gguf.LlamaFileType\(3\).name is 'MOSTLY_Q4_1'",
+        ),
+        (
+            gguf_answer(RIGHT_ARCH, RIGHT_CONTEXT, most_common_type, RIGHT_COUNT),
+            r"qwen2 GGUF.*quantization is 'Q4_K', the type 6 of the 10 tensors are stored in.*"
+            r"'Q4_K_M'",
+        ),
+        (
+            gguf_answer(RIGHT_ARCH, RIGHT_CONTEXT, RIGHT_QUANT, lambda r: len(r.fields)),
+            r"tensors is 8: the number of metadata fields, len\(reader.fields\)\. It should be 9",
+        ),
+        (
+            gguf_answer(
+                RIGHT_ARCH,
+                RIGHT_CONTEXT,
+                RIGHT_QUANT,
+                lambda r: sum(t.n_elements for t in r.tensors),
+            ),
+            r"tensors is 2304: the number of weights",
+        ),
+        (
+            gguf_answer(RIGHT_ARCH, RIGHT_CONTEXT, RIGHT_QUANT, lambda r: r.tensors),
+            r"tensors is the list of tensors itself; return how many: len\(reader.tensors\)",
+        ),
+        (
+            lambda path: {k: v for k, v in answers.describe_gguf(path).items() if k != "tensors"},
+            r"the dict lacks \['tensors'\]",
+        ),
+        (
+            lambda path: tuple(answers.describe_gguf(path).values()),
+            r"returned a tuple; return a dict",
+        ),
+    ],
+)
+def test_describe_gguf_mistakes_are_named(tiny_llama, describe_gguf, message):
+    with pytest.raises(ExerciseError, match=message):
+        check_gguf_summary(describe_gguf, tiny_llama)
+
+
+# --- chapter 05: chat_body ---------------------------------------------------------------------
+
+
+def test_reference_chat_body_passes(capsys):
+    check_ollama_chat_body(answers.chat_body)
+    assert capsys.readouterr().out == (
+        "✓ chat_body builds /api/chat bodies that Ollama reads as asked, on 3 chats\n"
+    )
+
+
+def source_chapter(model, messages, *, temperature, max_tokens, stream=False):
+    """The source chapter's chat: one text for /api/generate, the system message skipped."""
+    prompt = "".join(f"{m['role']}: {m['content']}\n" for m in messages if m["role"] != "system")
+    return {
+        "model": model,
+        "prompt": prompt + "assistant: ",
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+    }
+
+
+def one_user_message(model, messages, *, temperature, max_tokens, stream=False):
+    body = answers.chat_body(
+        model, messages, temperature=temperature, max_tokens=max_tokens, stream=stream
+    )
+    text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+    return {**body, "messages": [{"role": "user", "content": text}]}
+
+
+def changed(**edits):
+    """The reference answer with its body edited: ``key=None`` removes a field."""
+
+    def chat_body(model, messages, *, temperature, max_tokens, stream=False):
+        body = answers.chat_body(
+            model, messages, temperature=temperature, max_tokens=max_tokens, stream=stream
+        )
+        for key, edit in edits.items():
+            body.pop(key)
+            if edit is not None:
+                body.update(edit(body, messages, temperature, max_tokens, stream))
+        return body
+
+    return chat_body
+
+
+def top_level(body, messages, temperature, max_tokens, stream):
+    return {"max_tokens": max_tokens, "temperature": temperature}
+
+
+def openai_names(body, messages, temperature, max_tokens, stream):
+    return {"options": {"temperature": temperature, "max_tokens": max_tokens}}
+
+
+def no_system(body, messages, temperature, max_tokens, stream):
+    return {"messages": [m for m in messages if m["role"] != "system"]}
+
+
+def always_false(body, messages, temperature, max_tokens, stream):
+    return {"stream": False}
+
+
+def if_temperature(body, messages, temperature, max_tokens, stream):
+    options = {"num_predict": max_tokens}
+    if temperature:
+        options["temperature"] = temperature
+    return {"options": options}
+
+
+def streams_by_default(model, messages, *, temperature, max_tokens, stream=True):
+    return answers.chat_body(
+        model, messages, temperature=temperature, max_tokens=max_tokens, stream=stream
+    )
+
+
+@pytest.mark.parametrize(
+    ("chat_body", "message"),
+    [
+        (
+            source_chapter,
+            r"system message and a user turn, not streamed \(source_chapter\('course-assistant', "
+            r"messages, temperature=0.2, max_tokens=64, stream=False\)\): it flattens the "
+            r"conversation into a \"prompt\" field.*Send the messages as they are",
+        ),
+        (one_user_message, r"flattens the conversation into one message of 'role: text' lines"),
+        (
+            changed(options=top_level),
+            r"max_tokens, temperature are at the top level.*Put them in options.*num_predict",
+        ),
+        (changed(options=openai_names), r"options has \"max_tokens\"; Ollama calls the token"),
+        (
+            changed(messages=no_system),
+            r"system message \('You are a helpful assistant.'\) is not among the messages",
+        ),
+        (changed(stream=None), r"\"stream\" is missing, and Ollama streams by default"),
+        (
+            changed(stream=always_false),
+            r"streamed, at temperature 0.*\"stream\" is False but the caller asked for "
+            r"stream=True",
+        ),
+        (
+            changed(options=if_temperature),
+            r"options lacks temperature.*temperature=0.0 is a value.*`if temperature:` drops it",
+        ),
+        (
+            changed(stream=lambda *_: {"stream": False, "raw": True}),
+            r"fields /api/chat does not know: \['raw'\]",
+        ),
+        (
+            streams_by_default,
+            r"stream left to its default.*\"stream\" is True but the caller asked for "
+            r"stream=False",
+        ),
+        (
+            lambda model, messages, **settings: json.dumps(
+                answers.chat_body(model, messages, **settings)
+            ),
+            r"^your function, on .*returned a str, JSON text; return the dict",
+        ),
+    ],
+)
+def test_chat_body_mistakes_are_named(chat_body, message):
+    with pytest.raises(ExerciseError, match=message):
+        check_ollama_chat_body(chat_body)
+
+
+# --- chapter 06: ChatRequest -------------------------------------------------------------------
+
+ROLES = Literal["system", "user", "assistant"]
+
+
+def request_model(
+    *,
+    extra="forbid",
+    role=ROLES,
+    messages=Field(min_length=1, max_length=64),  # noqa: B008
+    max_tokens=Field(256, ge=1, le=1024),  # noqa: B008
+    temperature=Field(0.7, ge=0, le=2),  # noqa: B008
+):
+    """A student's ChatRequest: the reference, but for the part given."""
+    message = create_model("ChatMessage", __config__=ConfigDict(extra="forbid"), role=(role, ...),
+                           content=(str, ...))  # fmt: skip
+    return create_model(
+        "ChatRequest",
+        __config__=ConfigDict(extra=extra),
+        messages=(list[message], messages),
+        max_tokens=(int, max_tokens),
+        temperature=(float, temperature),
+    )
+
+
+@pytest.mark.parametrize("model", [answers.ChatRequest, ServiceChatRequest, request_model()])
+def test_the_reference_and_the_service_models_pass(model, capsys):
+    check_request_model(model)
+    assert capsys.readouterr().out == (
+        "✓ ChatRequest accepts the 3 valid requests and refuses the 9 bad ones with 422, like "
+        "the course's service\n"
+    )
+
+
+#: The source chapter's models, as llmlab/service/naive.py keeps them: no limits at all.
+SOURCE_CHAPTER_REQUEST = create_model(
+    "ChatRequest",
+    messages=(list[create_model("ChatMessage", role=(str, ...), content=(str, ...))], ...),
+    max_tokens=(int, 512),
+    temperature=(float, 0.7),
+)
+
+
+class InstanceOfAModel(BaseModel):
+    text: str = ""
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            SOURCE_CHAPTER_REQUEST,
+            r"^ChatRequest, on a typo, max_token instead of max_tokens: sent \{\"messages\": "
+            r".*\"max_token\": 5\}, it accepted it \(200\) and read it as .*\"max_tokens\": "
+            r"512.*expected 422. Refuse unknown fields: model_config = ConfigDict\(extra=\"forbid",
+        ),
+        (request_model(extra="ignore"), r"on a typo.*ConfigDict\(extra=\"forbid\"\)"),
+        (
+            request_model(max_tokens=Field(256, ge=1)),
+            r"on max_tokens 100000: .*accepted it \(200\).*le=MAX_TOKENS_LIMIT\) "
+            r"\(MAX_TOKENS_LIMIT and MAX_MESSAGES come from llmlab.service.schemas",
+        ),
+        (request_model(max_tokens=Field(256, le=1024)), r"on max_tokens 0: .*ge=1"),
+        (request_model(temperature=Field(0.7, le=2)), r"on temperature -1: .*ge=0, le=2"),
+        (request_model(temperature=Field(0.7, ge=0)), r"on temperature 5: .*ge=0, le=2"),
+        (
+            request_model(temperature=Field(0.7, gt=0, le=2)),
+            r"on temperature 0 \(greedy decoding\): .*refused it \(422: temperature: Input should "
+            r"be greater than 0\); expected 200. .*ge=0, not gt=0",
+        ),
+        (request_model(role=str), r"on a message with the role 'robot': .*Literal\["),
+        (
+            request_model(role=Literal["user", "assistant"]),
+            r"on a valid chat: .*refused it \(422: messages.0.role: .*expected 200",
+        ),
+        (request_model(messages=Field(max_length=64)), r"on no messages: .*min_length=1"),
+        (
+            request_model(messages=Field(min_length=1)),
+            r'on 1000 messages: sent \{"messages": \[\{.*\}, "\.\.\. 998 more"\]\}, '
+            r"it accepted it.*max_length=MAX_MESSAGES",
+        ),
+        (
+            request_model(max_tokens=Field(ge=1, le=1024)),
+            r"on a body with messages only: .*refused it \(422: max_tokens: Field required\)"
+            r".*defaults",
+        ),
+        (InstanceOfAModel(), r"^you passed an instance of InstanceOfAModel; pass the class itself"),
+        (dict, r"is a type, not a pydantic model: write `class ChatRequest\(BaseModel\):`"),
+    ],
+)
+def test_request_model_mistakes_are_named(model, message):
+    with pytest.raises(ExerciseError, match=message):
+        check_request_model(model)

@@ -1,0 +1,251 @@
+"""Plan a deployment: GPUs per replica from memory, replicas from measured latency.
+
+Two questions decide how many GPUs a service needs, and they have different answers:
+
+* **How many GPUs does one copy of the model need?** Memory: the weights, split across the
+  GPUs of a tensor-parallel group, plus room for the KV cache of at least one full-length
+  sequence, plus what the runtime keeps for itself (CUDA context, activations, CUDA graphs).
+  When eight GPUs (one node) are not enough, pipeline parallelism spreads the layers over
+  several nodes.
+* **How many copies does the traffic need?** Latency: the benchmark harness measures one
+  replica at several concurrencies; the largest one that still meets the time-to-first-token
+  and time-per-output-token budgets is what a replica can carry. The KV cache can cap it lower.
+
+The planner never extrapolates beyond what was measured: a budget that no measured level meets
+is an error that says which level came closest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from llmlab.bench.records import BenchmarkResult
+from llmlab.hardware import BYTES_PER_PARAM, REFERENCE_MODELS, Architecture, GiB
+
+#: Tensor-parallel sizes vLLM is run with: powers of two up to one node's GPUs.
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+
+#: Memory each GPU keeps outside weights and KV cache when vLLM serves: the CUDA context,
+#: activations of the largest batch and captured CUDA graphs. About 1-3 GiB in vLLM's startup
+#: log ("non_torch_memory", "activation peak", "CUDA graphs"); 2 GiB is a middle figure.
+RUNTIME_GIB_PER_GPU = 2.0
+
+#: The source chapter's hardware table: model size, GPU memory (GB) and the method it names.
+#: Each row stands for the published model named first.
+SOURCE_TABLE: tuple[tuple[str, str, tuple[float, float | None], str], ...] = (
+    ("Qwen2.5-3B-Instruct", "1.5B-3B", (6, 8), "Transformers/vLLM"),
+    ("Qwen2.5-7B-Instruct", "7B", (16, 24), "Transformers/vLLM"),
+    ("Llama-2-13b-chat", "13B", (28, 40), "vLLM"),
+    ("Qwen2.5-32B-Instruct", "30B+", (64, None), "vLLM/distributed"),
+)
+
+
+class CapacityError(ValueError):
+    """A plan that cannot be made from what was given, with the reason."""
+
+
+@dataclass(frozen=True)
+class ReplicaShape:
+    """The GPUs one copy of the model takes, and how much KV cache they leave."""
+
+    tensor_parallel: int
+    pipeline_parallel: int
+    weights_gib_per_gpu: float
+    kv_cache_gib: float  # all GPUs of the replica together
+    max_sequences: int  # full-length sequences the KV cache holds at once
+
+    @property
+    def gpus(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel
+
+    def vllm_args(self) -> list[str]:
+        """The vLLM flags that give this shape."""
+        args = ["--tensor-parallel-size", str(self.tensor_parallel)]
+        if self.pipeline_parallel > 1:
+            args += ["--pipeline-parallel-size", str(self.pipeline_parallel)]
+        return args
+
+
+def kv_bytes_per_token(arch: Architecture, kv_dtype: str = "float16") -> float:
+    """K and V, for every layer and KV head: what each token of context costs in memory."""
+    return 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * BYTES_PER_PARAM[kv_dtype]
+
+
+def replica_shape(
+    arch: Architecture,
+    *,
+    gpu_memory_gib: float,
+    dtype: str = "bfloat16",
+    context_length: int = 4096,
+    gpu_memory_utilization: float = 0.9,
+    runtime_gib_per_gpu: float = RUNTIME_GIB_PER_GPU,
+    min_sequences: int = 1,
+    gpus_per_node: int = 8,
+) -> ReplicaShape:
+    """The fewest GPUs that hold the weights and ``min_sequences`` full-length sequences.
+
+    Tensor parallelism first (it splits every layer, so it needs the fast links inside one
+    node), then pipeline parallelism across nodes of ``gpus_per_node`` GPUs each, as vLLM's
+    documentation advises. ``gpu_memory_utilization`` is vLLM's flag of the same name.
+    """
+    if dtype not in BYTES_PER_PARAM:
+        raise CapacityError(f"Unknown dtype {dtype!r}; choose one of {sorted(BYTES_PER_PARAM)}")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise CapacityError("gpu_memory_utilization is a fraction between 0 and 1")
+    if gpu_memory_gib <= runtime_gib_per_gpu:
+        raise CapacityError(f"A {gpu_memory_gib} GiB GPU leaves nothing after the runtime")
+    weights = arch.num_params * BYTES_PER_PARAM[dtype] / GiB
+    sequence = kv_bytes_per_token(arch) * context_length / GiB
+    usable = gpu_memory_gib * gpu_memory_utilization - runtime_gib_per_gpu
+    tensor_sizes = [size for size in TENSOR_PARALLEL_SIZES if size <= gpus_per_node]
+    shapes = [(tp, 1) for tp in tensor_sizes]
+    shapes += [(tensor_sizes[-1], pp) for pp in range(2, 65)]
+    for tp, pp in shapes:
+        kv_cache = tp * pp * usable - weights
+        if kv_cache >= min_sequences * sequence:
+            return ReplicaShape(tp, pp, weights / (tp * pp), kv_cache, int(kv_cache // sequence))
+    raise CapacityError(f"{weights:.0f} GiB of weights do not fit on 64 nodes of {gpus_per_node}")
+
+
+@dataclass(frozen=True)
+class MeasuredLevel:
+    """One replica measured at one concurrency by the benchmark harness."""
+
+    concurrency: int
+    output_tokens_per_s: float
+    ttft_p90_s: float
+    tpot_p50_s: float
+
+    @classmethod
+    def from_result(cls, result: BenchmarkResult) -> MeasuredLevel:
+        if result.concurrency is None:
+            raise CapacityError("Plan from fixed-concurrency runs, not request-rate runs")
+        return cls(
+            result.concurrency,
+            result.output_throughput,
+            result.ttft_ms.p90 / 1000,
+            result.tpot_ms.p50 / 1000,
+        )
+
+
+def sustainable_concurrency(
+    levels: Iterable[MeasuredLevel], *, ttft_budget_s: float, tpot_budget_s: float
+) -> MeasuredLevel:
+    """The busiest measured level whose p90 TTFT and median TPOT are within budget."""
+    levels = sorted(levels, key=lambda level: level.concurrency)
+    if not levels:
+        raise CapacityError("No measured levels: run the benchmark harness on one replica first")
+    within = [
+        level
+        for level in levels
+        if level.ttft_p90_s <= ttft_budget_s and level.tpot_p50_s <= tpot_budget_s
+    ]
+    if not within:
+        best = levels[0]
+        raise CapacityError(
+            f"No measured level meets TTFT p90 <= {ttft_budget_s} s and TPOT <= "
+            f"{tpot_budget_s * 1000:.0f} ms. Even {best.concurrency} concurrent request(s) gave "
+            f"{best.ttft_p90_s:.2f} s and {best.tpot_p50_s * 1000:.0f} ms: a faster replica "
+            "(bigger GPU, smaller or quantized model) is needed, not more replicas."
+        )
+    return within[-1]
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """How many replicas and GPUs serve ``users`` at once within the budgets."""
+
+    users: int
+    shape: ReplicaShape
+    per_replica: int  # concurrent requests one replica carries within budget
+    limited_by: str  # "latency" or "KV cache memory"
+    replicas: int
+
+    @property
+    def total_gpus(self) -> int:
+        return self.replicas * self.shape.gpus
+
+    def row(self) -> dict[str, object]:
+        return {
+            "users": self.users,
+            "GPUs per replica": self.shape.gpus,
+            "requests per replica": self.per_replica,
+            "limited by": self.limited_by,
+            "replicas": self.replicas,
+            "GPUs": self.total_gpus,
+        }
+
+
+def plan_capacity(
+    users: int,
+    shape: ReplicaShape,
+    levels: Sequence[MeasuredLevel],
+    *,
+    ttft_budget_s: float,
+    tpot_budget_s: float,
+) -> CapacityPlan:
+    """Replicas for ``users`` requests in flight at once: the tighter of latency and memory.
+
+    Users who read and type between requests are not all in flight: by Little's law, in-flight
+    requests = request rate x seconds per request (see ``in_flight``).
+    """
+    if users < 1:
+        raise CapacityError("users must be at least 1")
+    level = sustainable_concurrency(
+        levels, ttft_budget_s=ttft_budget_s, tpot_budget_s=tpot_budget_s
+    )
+    if shape.max_sequences < level.concurrency:
+        per_replica, limited_by = shape.max_sequences, "KV cache memory"
+    else:
+        per_replica, limited_by = level.concurrency, "latency"
+    return CapacityPlan(users, shape, per_replica, limited_by, math.ceil(users / per_replica))
+
+
+def in_flight(users: int, requests_per_user_per_min: float, seconds_per_request: float) -> int:
+    """Little's law: requests in flight = arrival rate x time each request spends in service."""
+    return math.ceil(users * requests_per_user_per_min / 60 * seconds_per_request)
+
+
+def min_gpu_memory_gib(
+    arch: Architecture,
+    *,
+    dtype: str = "bfloat16",
+    context_length: int = 4096,
+    gpu_memory_utilization: float = 0.9,
+    runtime_gib_per_gpu: float = RUNTIME_GIB_PER_GPU,
+) -> float:
+    """The smallest single GPU that serves one full-length sequence (the inverse of
+    ``replica_shape`` at one GPU): weights + one sequence's KV cache + runtime, over utilization.
+    """
+    weights = arch.num_params * BYTES_PER_PARAM[dtype] / GiB
+    sequence = kv_bytes_per_token(arch) * context_length / GiB
+    return (weights + sequence + runtime_gib_per_gpu) / gpu_memory_utilization
+
+
+def check_source_table(
+    gpu_sizes_gib: Sequence[float] = (24, 48, 80), *, context_length: int = 4096
+) -> list[dict[str, object]]:
+    """Each row of the source chapter's table, next to what the planner says it needs.
+
+    "needs" is ``min_gpu_memory_gib``: the least GPU memory that serves one user in bfloat16
+    at vLLM's default 0.9 memory utilization. The other columns count GPUs per replica.
+    """
+    rows = []
+    for model, size, (low, high), method in SOURCE_TABLE:
+        arch = REFERENCE_MODELS[model]
+        needed = min_gpu_memory_gib(arch, context_length=context_length)
+        row: dict[str, object] = {
+            "size": size,
+            "model": model,
+            "table (GB)": f"{low}-{high}" if high else f"{low}+",
+            "needs (GiB)": round(needed, 1),
+            "table's method": method,
+        }
+        for gib in gpu_sizes_gib:
+            row[f"GPUs of {gib:g} GiB"] = replica_shape(
+                arch, gpu_memory_gib=gib, context_length=context_length
+            ).gpus
+        rows.append(row)
+    return rows

@@ -106,17 +106,18 @@ def test_the_router_finds_the_vllm_pods(manifests):
     ]
 
 
-def test_only_the_router_reaches_the_replicas_and_it_asks_for_a_key(manifests):
+def test_only_the_router_reaches_the_replicas_and_they_check_the_key(manifests):
     policy = manifests["NetworkPolicy/vllm-only-from-router"].document["spec"]
     router_labels = manifests["Deployment/vllm-router"].document["spec"]["template"]["metadata"][
         "labels"
     ]
     assert policy["podSelector"]["matchLabels"] == {"app": "vllm-worker"}
     assert policy["ingress"][0]["from"] == [{"podSelector": {"matchLabels": router_labels}}]
-    router = container(manifests["Deployment/vllm-router"])
-    assert flag(router["args"], "--api-key") == "$(ROUTER_API_KEY)"
-    (env,) = router["env"]
-    assert env["valueFrom"]["secretKeyRef"]["name"] == "router-api-key"  # never a literal key
+    # vLLM's router passes the client's key through without checking it: the replicas check it.
+    vllm = container(manifests["Deployment/vllm"])
+    key = next(env for env in vllm["env"] if env["name"] == "VLLM_API_KEY")
+    assert key["valueFrom"]["secretKeyRef"]["name"] == "llm-api-key"  # never a literal key
+    assert "--api-key" not in " ".join(container(manifests["Deployment/vllm-router"])["args"])
 
 
 def test_the_service_points_at_the_router(manifests):

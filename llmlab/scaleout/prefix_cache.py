@@ -1,0 +1,149 @@
+"""Does the routing policy let replicas reuse their prompt caches? Measured, not assumed.
+
+A replica that has just computed a prompt keeps its KV cache; the next request that starts with
+the same text (the same long system prompt) skips that part of the prefill. Round-robin sends
+the requests of one system prompt to every replica in turn, so each replica must cache every
+prompt; a policy with affinity sends them to one replica, so each caches only its share.
+
+The difference shows when a replica cannot hold every prompt: here each replica keeps only what
+its ``parallel`` slots hold (``--cache-ram 0``; llama-server otherwise keeps up to 8 GiB of
+prompts in RAM, which hides the effect on a small workload, as a GPU's larger cache does until
+the number of distinct prompts outgrows it).
+
+Which policy gives affinity in front of llama-server: vllm-router 0.1.17's ``cache_aware``
+matches prefixes of token ids, which it asks each worker for (``POST
+/v1/chat/completions/render``, then ``POST /tokenize`` with the messages: vLLM's API).
+llama-server has neither, so the router counts ``missing_tokens`` and routes by load alone.
+``consistent_hash`` does give affinity here: every request carries ``X-Session-ID`` naming its
+system prompt, and the router hashes it to a replica (which replica, the hash decides: with
+few prompts the split can be uneven).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from llmlab.generation import Message
+from llmlab.prompts import QUESTIONS, SYSTEM_PROMPT
+from llmlab.scaleout.load import Answer, ask_all
+from llmlab.scaleout.replicas import replicas
+from llmlab.scaleout.router import SESSION_HEADER, vllm_router
+
+#: The businesses whose assistants get one long system prompt each.
+BUSINESSES = ("a bakery", "a bicycle shop", "a public library", "a train station",
+              "a dental practice", "a garden centre")  # fmt: skip
+
+
+def system_prompt(business: str, rules: int = 12) -> str:
+    """A long system prompt (about 35 tokens a rule), different from its first sentence on."""
+    lines = [f"{SYSTEM_PROMPT} You answer the customers of {business}."]
+    lines += [
+        f"Rule {i}: when a customer of {business} asks about item number {i}, answer politely "
+        f"and briefly, and mention the opening hours of {business}."
+        for i in range(1, rules + 1)
+    ]
+    return " ".join(lines)
+
+
+def prefix_workload(
+    prompts: int = 4, questions: int = 4, *, rules: int = 6, seed: int = 0
+) -> list[list[Message]]:
+    """``prompts`` system prompts, each with ``questions`` different user questions, shuffled
+    (seeded) as users would send them."""
+    if not 1 <= prompts <= len(BUSINESSES):
+        raise ValueError(f"prompts must be between 1 and {len(BUSINESSES)}, not {prompts}")
+    chats = [
+        [{"role": "system", "content": system_prompt(business, rules)},
+         {"role": "user", "content": QUESTIONS[q % len(QUESTIONS)]}]
+        for business in BUSINESSES[:prompts]
+        for q in range(questions)
+    ]  # fmt: skip
+    random.Random(seed).shuffle(chats)
+    return chats
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    """One policy's run: how much of the prompts came from the replicas' caches, and TTFT."""
+
+    policy: str
+    requests: int
+    failed: int
+    prompt_tokens: int
+    cached_tokens: int
+    ttft_p50_s: float
+    ttft_p90_s: float
+    duration_s: float
+
+    @property
+    def hit_ratio(self) -> float:
+        """Cached prompt tokens / prompt tokens."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    def row(self) -> dict[str, Any]:
+        """The result as one table row (``pandas.DataFrame([r.row() for r in results])``)."""
+        return asdict(self) | {"hit_ratio": round(self.hit_ratio, 3)}
+
+
+def summarize_cache(policy: str, answers: Sequence[Answer], duration_s: float) -> CacheResult:
+    """Add up the answers of one run."""
+    done = [a for a in answers if a.ok and a.ttft_s is not None]
+    ttfts = sorted(a.ttft_s for a in done)
+    return CacheResult(
+        policy=policy,
+        requests=len(answers),
+        failed=len(answers) - len(done),
+        prompt_tokens=sum(a.prompt_tokens or 0 for a in done),
+        cached_tokens=sum(a.cached_tokens or 0 for a in done),
+        ttft_p50_s=round(statistics.median(ttfts), 3) if ttfts else float("nan"),
+        ttft_p90_s=round(statistics.quantiles(ttfts, n=10)[-1], 3)
+        if len(ttfts) > 1
+        else float("nan"),
+        duration_s=round(duration_s, 2),
+    )
+
+
+async def prefix_cache_experiment(
+    policies: Sequence[str] = ("round_robin", "cache_aware", "consistent_hash"),
+    *,
+    n_replicas: int = 2,
+    prompts: int = 4,
+    questions: int = 4,
+    rules: int = 6,
+    concurrency: int = 2,
+    max_tokens: int = 8,
+    parallel: int = 2,
+    **kwargs: Any,
+) -> list[CacheResult]:
+    """Run the same workload (``prefix_workload``) through a router with each policy, each on
+    fresh replicas (empty caches) with ``parallel`` slots and no RAM prompt cache (``kwargs``:
+    more ``llama_server`` keywords).
+
+    Every request carries ``X-Session-ID`` naming its system prompt. With the defaults, 4 system
+    prompts of ~240 tokens and 2 replicas of 2 slots: the fleet's 4 slots can hold every prompt
+    only if each replica sees just 2 of them.
+    """
+    chats = prefix_workload(prompts, questions, rules=rules)
+
+    systems = list(dict.fromkeys(chat[0]["content"] for chat in chats))
+
+    def prompt_id(i: int) -> dict[str, str]:  # the same for every policy: only the router differs
+        return {SESSION_HEADER: f"prompt-{systems.index(chats[i][0]['content'])}"}
+
+    extra = [*kwargs.pop("extra_args", ()), "--cache-ram", "0"]
+    results = []
+    for policy in policies:
+        with replicas(n_replicas, parallel=parallel, extra_args=extra, **kwargs) as servers:
+            router = vllm_router([s.base_url for s in servers], policy=policy)
+            with router:
+                started = time.perf_counter()
+                answers = await ask_all(
+                    router, chats, concurrency=concurrency, max_tokens=max_tokens, headers=prompt_id
+                )
+                results.append(summarize_cache(policy, answers, time.perf_counter() - started))
+    return results

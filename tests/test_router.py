@@ -57,8 +57,8 @@ def retries(router):
 
 
 def test_round_robin_spreads_evenly(router, servers):
-    # A retry (the router's pooled connection to llama-server was closed under it) moves one
-    # request to the other replica and shifts the turn: allow that, and only that.
+    # A retry (the router's pooled connection to llama-server closed under it, which happens
+    # after streams) moves one request to the other replica and shifts the turn: allow that.
     before = retries(router)
     first, second = asyncio.run(requests_per_replica(router, servers, 8))
     assert first + second == 8

@@ -157,10 +157,16 @@ async def requests_per_replica(
     session: str | Callable[[int], str] | None = None,
     concurrency: int = 4,
     max_tokens: int = 4,
+    stream: bool = False,
 ) -> list[int]:
     """Send ``requests`` chats through ``router``, and count from each replica's own counters
     how many it served. ``session`` is the ``X-Session-ID`` of every request, or a function of
-    the request's number (``consistent_hash`` keys on it)."""
+    the request's number (``consistent_hash`` keys on it).
+
+    Not streamed by default: the router keeps its connections to the replicas open, and
+    llama-server drops a connection reused right after a stream (chapter 06), so streamed
+    requests are now and then retried on the other replica, which would blur the count.
+    """
     before = replica_work(servers)
 
     def headers(i: int) -> dict[str, str]:
@@ -170,7 +176,7 @@ async def requests_per_replica(
 
     answers = await ask_all(
         router, sample_chats(requests), concurrency=concurrency, max_tokens=max_tokens,
-        headers=headers,
+        stream=stream, headers=headers,
     )  # fmt: skip
     failed = [a.error for a in answers if not a.ok]
     if failed:

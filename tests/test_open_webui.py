@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from llmlab import open_webui
+from llmlab.browser import ask_open_webui, browser_page
 from llmlab.models import default_gguf
+from llmlab.ollama import ollama_server
 from llmlab.servers import LOCALHOST
 
 
@@ -41,10 +43,6 @@ def test_no_backend_is_a_clear_error():
 
 @pytest.mark.skipif(not open_webui.installed(), reason="Open WebUI is not installed (not in CI)")
 def test_open_webui_answers_from_the_ollama_compatible_server(tmp_path):
-    from llmlab.browser import ask_open_webui, browser_page
-
-    from llmlab.ollama import ollama_server
-
     with ollama_server(threads=1) as ollama:
         httpx.post(
             ollama.url("/api/create"),

@@ -75,9 +75,15 @@ def environment(
     ollama_url: str | None = None,
     openai_url: str | None = None,
     openai_api_key: str | None = None,
+    model: str | None = None,
     auth: bool = False,
 ) -> dict[str, str]:
-    """Open WebUI's settings to reach the course's servers and nothing else."""
+    """Open WebUI's settings to reach the course's servers and nothing else.
+
+    ``model`` is the one a new chat starts with (else the user picks one in the page). The
+    settings apply at every start (``ENABLE_PERSISTENT_CONFIG=False``): otherwise Open WebUI
+    keeps the first start's settings in its database and ignores later changes.
+    """
     if not ollama_url and not openai_url:
         raise ValueError("Give ollama_url, openai_url, or both: Open WebUI needs a backend")
     env = {
@@ -87,11 +93,14 @@ def environment(
         "ANONYMIZED_TELEMETRY": "false",
         "SCARF_NO_ANALYTICS": "true",
         "DO_NOT_TRACK": "true",
+        "ENABLE_PERSISTENT_CONFIG": "false",
         "WEBUI_AUTH": str(auth).lower(),
         "DEFAULT_MODEL_PARAMS": json.dumps({"function_calling": "legacy"}),
         "ENABLE_OLLAMA_API": str(bool(ollama_url)).lower(),
         "ENABLE_OPENAI_API": str(bool(openai_url)).lower(),
     }
+    if model:
+        env["DEFAULT_MODELS"] = model
     if ollama_url:
         env["OLLAMA_BASE_URL"] = ollama_url
     if openai_url:
@@ -105,6 +114,7 @@ def open_webui_server(
     ollama_url: str | None = None,
     openai_url: str | None = None,
     openai_api_key: str | None = None,
+    model: str | None = None,
     auth: bool = False,
     host: str = LOCALHOST,
     port: int | None = None,
@@ -122,7 +132,11 @@ def open_webui_server(
         host=host,
         port=port,
         env=environment(
-            ollama_url=ollama_url, openai_url=openai_url, openai_api_key=openai_api_key, auth=auth
+            ollama_url=ollama_url,
+            openai_url=openai_url,
+            openai_api_key=openai_api_key,
+            model=model,
+            auth=auth,
         ),
         startup_timeout_s=180,
     )
@@ -138,6 +152,7 @@ def main() -> None:
         "--openai-url", help="an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1"
     )
     serve.add_argument("--openai-api-key")
+    serve.add_argument("--model", help="the model a new chat starts with")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--auth", action="store_true", help="require accounts (a shared machine)")
     args = parser.parse_args()
@@ -148,6 +163,7 @@ def main() -> None:
         ollama_url=args.ollama_url,
         openai_url=args.openai_url,
         openai_api_key=args.openai_api_key,
+        model=args.model,
         auth=args.auth,
         port=args.port,
     )

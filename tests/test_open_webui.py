@@ -25,6 +25,7 @@ def test_settings_keep_it_offline_and_on_the_given_backends():
     # Its built-in tools would be sent with every chat; a small text-only model cannot use them.
     assert json.loads(env["DEFAULT_MODEL_PARAMS"]) == {"function_calling": "legacy"}
     assert env["WEBUI_AUTH"] == "false"
+    assert env["ENABLE_PERSISTENT_CONFIG"] == "false"  # these settings win at every start
     assert env["DATA_DIR"].startswith(str(open_webui.home()))  # chats stay in the course cache
 
 
@@ -49,7 +50,9 @@ def test_open_webui_answers_from_the_ollama_compatible_server(tmp_path):
             json={"model": "smollm2", "from": str(default_gguf()), "stream": False},
             timeout=60,
         ).raise_for_status()
-        with open_webui.open_webui_server(ollama_url=ollama.base_url) as page_server:
+        with open_webui.open_webui_server(
+            ollama_url=ollama.base_url, model="smollm2:latest"
+        ) as page_server:
             assert page_server.host == LOCALHOST
             with browser_page() as page:
                 answer = ask_open_webui(

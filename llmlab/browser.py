@@ -213,8 +213,8 @@ def ask_llama_server_ui(
     """Ask llama.cpp's own chat page (llama-server's ``/``) and return the answer's text.
 
     Found by the labels its Svelte app gives screen readers: the message box is the page's
-    textarea, each answer a group "Assistant message with actions", and "Stop generation" the
-    button shown while an answer streams. ``url`` and ``stop_after_chars`` as in ``ask_gradio``.
+    textarea, each answer a group "Assistant message with actions", and "Stop" the button shown
+    while an answer streams. ``url`` and ``stop_after_chars`` as in ``ask_gradio``.
     """
     if url is not None:
         page.goto(url)
@@ -226,17 +226,26 @@ def ask_llama_server_ui(
     message_box.press("Enter")
     answer = answers.nth(asked_before)
     answer.wait_for(timeout=timeout_s * 1000)
-    # The app renders the button once per layout (wide, narrow): the visible one is the one.
-    stop = page.get_by_role("button", name="Stop generation").filter(visible=True)
-    if stop_after_chars is not None:
-        _wait_for_text(page, answer, stop_after_chars, timeout_s)
-        stop.first.click()
+    # The answer's text, without the model name and timings shown in the same group.
+    blocks = answer.locator(".markdown-block")
+
+    def text() -> str:
+        return "\n".join(blocks.all_inner_texts()).strip()
+
+    # The send button turns into "Stop" (its screen-reader name) while the answer streams.
+    stop = page.get_by_role("button", name="Stop", exact=True).filter(visible=True)
     deadline = time.monotonic() + timeout_s
+    while stop_after_chars is not None and len(text()) < stop_after_chars:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"The answer did not reach {stop_after_chars} characters.")
+        page.wait_for_timeout(100)
+    if stop_after_chars is not None:
+        stop.first.click()
     while stop.count():
         if time.monotonic() > deadline:
             raise TimeoutError(f"The answer did not finish in {timeout_s} s.")
         page.wait_for_timeout(100)
-    return "\n".join(answer.locator(".markdown-block").all_inner_texts()).strip()
+    return text()
 
 
 def ask_open_webui(page: Page, url: str, question: str, *, timeout_s: float = 120) -> str:

@@ -163,10 +163,11 @@ def test_stop_on_llama_servers_page_frees_the_slot(llama: Server, page: Page):
     while busy_slots(llama) and time.monotonic() - stopped < 5:
         time.sleep(0.1)
     assert busy_slots(llama) == 0, "the server still generates for a page that pressed Stop"
+    assert "stop: cancel task" in llama.log_tail(10)  # stopped by the page, not by the end
     produced = tokens_predicted(llama)
     time.sleep(1)
     assert tokens_predicted(llama) == produced
-    assert len(partial) >= 40
+    assert 40 <= len(partial) < 1000
 
 
 def test_a_dead_server_gives_a_clear_message_not_a_hang(page: Page):

@@ -27,6 +27,7 @@ own page (``ask_llama_server_ui``) and Open WebUI (``ask_open_webui``) follow th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -234,12 +235,17 @@ def ask_llama_server_ui(
 
     # The send button turns into "Stop" (its screen-reader name) while the answer streams.
     stop = page.get_by_role("button", name="Stop", exact=True).filter(visible=True)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    with contextlib.suppress(PlaywrightTimeoutError):  # a short answer may be over already
+        stop.first.wait_for(timeout=5_000)
     deadline = time.monotonic() + timeout_s
-    while stop_after_chars is not None and len(text()) < stop_after_chars:
+    # (An answer may also end by itself before it is that long: then there is nothing to stop.)
+    while stop_after_chars is not None and len(text()) < stop_after_chars and stop.count():
         if time.monotonic() > deadline:
             raise TimeoutError(f"The answer did not reach {stop_after_chars} characters.")
         page.wait_for_timeout(100)
-    if stop_after_chars is not None:
+    if stop_after_chars is not None and stop.count():
         stop.first.click()
     while stop.count():
         if time.monotonic() > deadline:

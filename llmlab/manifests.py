@@ -35,7 +35,8 @@ class Manifest:
 
     @property
     def name(self) -> str:
-        return self.document.get("metadata", {}).get("name", "?")
+        """``metadata.name``; a tool's file without one (a Kustomization) is named by its file."""
+        return self.document.get("metadata", {}).get("name", self.path.stem)
 
     def __str__(self) -> str:
         return f"{self.path.name}: {self.kind}/{self.name}"

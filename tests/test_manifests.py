@@ -37,7 +37,7 @@ def test_every_manifest_is_valid_for_the_kubernetes_api():
 
 
 def test_kustomization_lists_every_file(manifests):
-    listed = set(manifests["Kustomization/?"].document["resources"])
+    listed = set(manifests["Kustomization/kustomization"].document["resources"])
     assert listed == {p.name for p in FOLDER.glob("*.yaml")} - {"kustomization.yaml"}
 
 

@@ -1,44 +1,51 @@
 """llmlab: the helper package of the course on running LLMs on your own hardware.
 
 The notebooks show each idea in a few lines and call llmlab for the plumbing.
+
+The names below are imported on first use, not with the package: ``from llmlab import
+LocalLLM`` loads PyTorch and Transformers (seconds, and hundreds of MB), while a chat page, a
+router experiment or an HTTP client that imports ``llmlab.webui`` or ``llmlab.scaleout`` does
+not pay for them.
 """
 
+from importlib import import_module
 from importlib.metadata import version
-
-from llmlab.errors import LLMLabError, MissingPackageError, ModelNotFoundError, ModelTooLargeError
-from llmlab.generation import GenerationResult, LocalLLM, SamplingParams, StreamChunk, Usage
-from llmlab.hardware import (
-    Architecture,
-    Hardware,
-    MemoryEstimate,
-    Recommendation,
-    detect_hardware,
-    estimate_memory,
-    recommend,
-)
-from llmlab.models import resolve_model
-from llmlab.settings import DEFAULT_MODEL, cache_dir
 
 __version__ = version("llmlab")
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "Architecture",
-    "GenerationResult",
-    "Hardware",
-    "LLMLabError",
-    "LocalLLM",
-    "MemoryEstimate",
-    "MissingPackageError",
-    "ModelNotFoundError",
-    "ModelTooLargeError",
-    "Recommendation",
-    "SamplingParams",
-    "StreamChunk",
-    "Usage",
-    "cache_dir",
-    "detect_hardware",
-    "estimate_memory",
-    "recommend",
-    "resolve_model",
-]
+#: Each public name, and the module it lives in.
+_EXPORTS = {
+    "LLMLabError": "llmlab.errors",
+    "MissingPackageError": "llmlab.errors",
+    "ModelNotFoundError": "llmlab.errors",
+    "ModelTooLargeError": "llmlab.errors",
+    "GenerationResult": "llmlab.generation",
+    "LocalLLM": "llmlab.generation",
+    "SamplingParams": "llmlab.generation",
+    "StreamChunk": "llmlab.generation",
+    "Usage": "llmlab.generation",
+    "Architecture": "llmlab.hardware",
+    "Hardware": "llmlab.hardware",
+    "MemoryEstimate": "llmlab.hardware",
+    "Recommendation": "llmlab.hardware",
+    "detect_hardware": "llmlab.hardware",
+    "estimate_memory": "llmlab.hardware",
+    "recommend": "llmlab.hardware",
+    "resolve_model": "llmlab.models",
+    "DEFAULT_MODEL": "llmlab.settings",
+    "cache_dir": "llmlab.settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'llmlab' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from llmlab.generation import GenerationResult, LocalLLM, Message, SamplingParams, sampling_params
+from llmlab.generation import GenerationResult, LocalLLM, SamplingParams, sampling_params
+from llmlab.messages import Message
 from llmlab.profiling import peak_memory
 
 Prompt = str | Sequence[Message]

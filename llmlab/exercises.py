@@ -38,7 +38,7 @@ import torch
 from llmlab.batching import LeftPaddingCollator
 from llmlab.bench.records import RequestRecord
 from llmlab.errors import LLMLabError
-from llmlab.generation import Message
+from llmlab.messages import Message
 from llmlab.prompts import SYSTEM_PROMPT
 
 if TYPE_CHECKING:

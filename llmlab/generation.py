@@ -33,10 +33,9 @@ from transformers.utils import logging as hf_logging
 
 from llmlab.errors import ModelNotFoundError
 from llmlab.hardware import Device, GiB, detect_hardware
+from llmlab.messages import Message, validate_messages
 from llmlab.models import check_fits_in_memory, resolve_model
 
-Message = dict[str, str]
-ROLES = ("system", "user", "assistant")
 FinishReason = Literal["stop", "length"]
 
 
@@ -130,25 +129,6 @@ def pick_dtype(device: Device) -> torch.dtype:
     if device == "mps":
         return torch.float16
     return torch.float32
-
-
-def validate_messages(messages: Sequence[Message]) -> list[Message]:
-    """Check a chat history before it reaches the template, and say what is wrong."""
-    if isinstance(messages, (str, bytes)) or not messages:
-        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...}")
-    checked = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or set(message) - {"role", "content"}:
-            raise ValueError(f"messages[{i}] must be a dict with the keys 'role' and 'content'")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise ValueError(f"messages[{i}] has role {role!r}; use one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise ValueError(f"messages[{i}]['content'] must be a string")
-        checked.append({"role": role, "content": content})
-    if checked[-1]["role"] == "assistant":
-        raise ValueError("the last message is the assistant's; end with a user message")
-    return checked
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Sequence[Message]) -> list[int]:

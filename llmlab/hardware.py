@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import psutil
-import torch
 
 Device = Literal["cuda", "mps", "cpu"]
 GiB = 1024**3
@@ -51,6 +50,8 @@ class Hardware:
 
 def detect_hardware() -> Hardware:
     """Detect CUDA, then Apple MPS, then fall back to the CPU and system memory."""
+    import torch  # here, not at the top: the memory arithmetic of this module needs no PyTorch
+
     cpus = os.cpu_count() or 1
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()

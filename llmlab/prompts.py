@@ -6,7 +6,7 @@ batches hold prompts of different lengths as real traffic does.
 
 from __future__ import annotations
 
-from llmlab.generation import Message
+from llmlab.messages import Message
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 

@@ -22,7 +22,7 @@ from gguf import GGUFReader, LlamaFileType
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
-from llmlab.generation import Message
+from llmlab.messages import Message
 from llmlab.service.schemas import MAX_MESSAGES, MAX_TOKENS_LIMIT
 
 

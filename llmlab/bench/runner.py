@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from llmlab.bench.records import BenchmarkResult, RequestRecord, summarize
 from llmlab.bench.targets import Target, error_text
-from llmlab.generation import Message
+from llmlab.messages import Message
 from llmlab.prompts import sample_chats
 
 Workload = Sequence[Sequence[Message]]

@@ -28,7 +28,7 @@ from httpx_sse import aconnect_sse
 
 from llmlab.bench.records import BenchmarkError, RequestRecord
 from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
-from llmlab.generation import Message, SamplingParams
+from llmlab.messages import Message
 
 if TYPE_CHECKING:
     from llmlab.generation import LocalLLM
@@ -301,6 +301,9 @@ class InProcess(Target):
         ignore_eos: bool = True,
         name: str = "transformers (in process)",
     ) -> None:
+        # Imported here: the HTTP targets above must not load PyTorch; this one has it loaded.
+        from llmlab.generation import SamplingParams
+
         self.llm = llm
         self.params = SamplingParams(max_tokens, temperature=0, ignore_eos=ignore_eos)
         self.name = name

@@ -28,7 +28,7 @@ import httpx
 from tqdm.auto import tqdm
 
 from llmlab.clients.http import LIMITS, bearer, error_message
-from llmlab.generation import Message
+from llmlab.messages import Message
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 30.0

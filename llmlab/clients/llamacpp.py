@@ -18,7 +18,7 @@ from httpx_sse import connect_sse
 
 from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
 from llmlab.errors import LLMLabError
-from llmlab.generation import Message, validate_messages
+from llmlab.messages import Message, validate_messages
 
 
 class LlamaCppError(LLMLabError, RuntimeError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from llmlab.clients.http import LIMITS, error_message, stream_headers
-from llmlab.generation import Message
+from llmlab.messages import Message
 from llmlab.prompts import sample_chats
 from llmlab.scaleout.replicas import replica_work
 from llmlab.scaleout.router import SESSION_HEADER, Router

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from llmlab.generation import Message
+from llmlab.messages import Message
 from llmlab.prompts import QUESTIONS, SYSTEM_PROMPT
 from llmlab.scaleout.load import Answer, ask_all
 from llmlab.scaleout.replicas import replicas

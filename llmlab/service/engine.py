@@ -32,7 +32,8 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from llmlab.batching import LeftPaddingCollator
-from llmlab.generation import FinishReason, LocalLLM, Message, SamplingParams, Usage
+from llmlab.generation import FinishReason, LocalLLM, SamplingParams, Usage
+from llmlab.messages import Message
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from httpx_sse import aconnect_sse
 from transformers import AutoTokenizer
 
 from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
-from llmlab.generation import Message, SamplingParams, Usage, encode_prompt
+from llmlab.generation import SamplingParams, Usage, encode_prompt
+from llmlab.messages import Message
 from llmlab.models import resolve_model
 from llmlab.service.engine import Finished, QueueFullError, Request, TextDelta
 

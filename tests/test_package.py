@@ -1,0 +1,28 @@
+"""What importing the course package costs, and that its names are all there."""
+
+import subprocess
+import sys
+
+import pytest
+
+import llmlab
+
+
+def test_every_public_name_resolves():
+    for name in llmlab.__all__:
+        assert getattr(llmlab, name) is not None
+    assert llmlab.LocalLLM.__module__ == "llmlab.generation"
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="has no attribute 'LocalLM'"):
+        llmlab.LocalLM  # noqa: B018
+
+
+@pytest.mark.parametrize("module", ["llmlab.webui.app", "llmlab.scaleout", "llmlab.bench"])
+def test_http_only_modules_do_not_load_pytorch(module):
+    """The chat page, the router experiments and the harness start in a fraction of the time
+    and memory when PyTorch stays out (it is only needed to run a model in process)."""
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "False", loaded.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,20 @@ def install(python: str = sys.executable) -> Path:
     return executable()
 
 
+def secret_key() -> str:
+    """The key Open WebUI signs its logins with, kept in its folder (made once, owner-only).
+
+    Without ``WEBUI_SECRET_KEY``, ``open-webui serve`` writes a key file into whatever folder it
+    is started from, a notebook's or a repository's.
+    """
+    path = home() / "secret_key"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text()
+
+
 def environment(
     *,
     ollama_url: str | None = None,
@@ -88,6 +103,7 @@ def environment(
         raise ValueError("Give ollama_url, openai_url, or both: Open WebUI needs a backend")
     env = {
         "DATA_DIR": str(home() / "data"),
+        "WEBUI_SECRET_KEY": secret_key(),
         "OFFLINE_MODE": "true",
         "HF_HUB_OFFLINE": "1",
         "ANONYMIZED_TELEMETRY": "false",

@@ -6,6 +6,7 @@ has run (chapter 07 says how), which CI does not do.
 """
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,6 +28,9 @@ def test_settings_keep_it_offline_and_on_the_given_backends():
     assert env["WEBUI_AUTH"] == "false"
     assert env["ENABLE_PERSISTENT_CONFIG"] == "false"  # these settings win at every start
     assert env["DATA_DIR"].startswith(str(open_webui.home()))  # chats stay in the course cache
+    # A key of its own, kept in its folder: no key file left in the folder it starts from.
+    assert env["WEBUI_SECRET_KEY"] == (open_webui.home() / "secret_key").read_text()
+    assert len(env["WEBUI_SECRET_KEY"]) >= 24
 
 
 def test_an_openai_backend_gets_its_key():
@@ -60,4 +64,5 @@ def test_open_webui_answers_from_the_ollama_compatible_server(tmp_path):
                 )
                 page.screenshot(path=tmp_path / "open_webui.png")
     assert answer.strip()
+    assert not (Path.cwd() / ".webui_secret_key").exists()
     assert (tmp_path / "open_webui.png").stat().st_size > 10_000

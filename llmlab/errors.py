@@ -28,4 +28,10 @@ class PortInUseError(LLMLabError, OSError):
 
 
 class ServerStartError(LLMLabError, RuntimeError):
-    """A server process exited or never became healthy; the message ends with its log."""
+    """A server process exited or never became healthy; the message ends with its log.
+
+    ``returncode`` is the process's exit status when it exited (negative: the signal that
+    ended it, such as -11 for a crash), None when it was still running.
+    """
+
+    returncode: int | None = None

@@ -2,9 +2,11 @@
 
 The source chapter starts it with ``--host 0.0.0.0`` and no key, a fixed port, and
 ``--temp 0.7`` (a default for requests that set none). Here: 127.0.0.1, a free port, an optional
-``--api-key``, and ``--parallel`` slots. Each slot serves one request at a time and the server
-batches all busy slots into each step (continuous batching); the context (``-c``) is shared, so
-every slot gets ``ctx_size / parallel`` tokens.
+API key, and ``--parallel`` slots. The key goes in ``LLAMA_API_KEY``, which llama-server reads
+like ``--api-key``: a key on the command line is shown by ``ps`` to every user of the machine.
+Each slot serves one request at a time and the server batches all busy slots into each step
+(continuous batching); the context (``-c``) is shared, so every slot gets
+``ctx_size / parallel`` tokens.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmlab.errors import ModelNotFoundError
+from llmlab.llamacpp_cpu import llama_server_cpu_args
 from llmlab.llamacpp_tools import find_tools
 from llmlab.models import default_gguf
 from llmlab.servers import LOCALHOST, Server
@@ -40,8 +43,9 @@ def llama_server(
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, not {parallel}")
     name = alias or path.stem
+    server = find_tools().server
     command = [
-        str(find_tools().server),
+        str(server),
         "--model", str(path),
         "--alias", name,
         "--host", "{host}",
@@ -49,11 +53,10 @@ def llama_server(
         "--parallel", str(parallel),
         "--ctx-size", str(ctx_per_slot * parallel),
         "--metrics",
+        *llama_server_cpu_args(server),  # e.g. --no-repack where AMX kernels crash
     ]  # fmt: skip
     if threads:
         command += ["--threads", str(threads)]
-    if api_key:
-        command += ["--api-key", api_key]
     command += list(extra_args)
     return Server(
         command,
@@ -62,5 +65,7 @@ def llama_server(
         host=host,
         port=port,
         api_key=api_key,
+        # llama-server reads --api-key from LLAMA_API_KEY: the key stays out of `ps`.
+        env={"LLAMA_API_KEY": api_key} if api_key else {},
         startup_timeout_s=startup_timeout_s,
     )

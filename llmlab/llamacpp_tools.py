@@ -26,6 +26,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from llmlab.errors import LLMLabError
+from llmlab.llamacpp_cpu import cpu_check_summary
 from llmlab.settings import cache_dir
 
 SOURCE_PACKAGE = "llama-cpp-python==0.3.36"
@@ -176,6 +177,7 @@ def main() -> None:
     tools = find_tools()
     print(f"llama-server: {tools.server}\nllama-quantize: {tools.quantize}")
     print(f"converter: {tools.converter}\nversion: {tools.version}")
+    print(f"CPU check: {cpu_check_summary(tools.server)}")
 
 
 if __name__ == "__main__":

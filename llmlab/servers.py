@@ -7,9 +7,12 @@ Every chapter that runs a server (vLLM, llama-server, the course's FastAPI servi
 * ``start`` waits for the health endpoint with a progress bar and a timeout, and if the server
   dies or never answers, the error shows the end of its log;
 * the log goes to a file in the cache folder that the student can open;
-* ``stop`` ends the whole process group (vLLM starts worker processes of its own), on
-  ``with`` exit, on error, and when the Python process exits, so no server outlives the
-  notebook or test that started it.
+* ``stop`` ends the whole process tree (vLLM starts worker processes of its own, the
+  Ollama-compatible server one llama-server per model) on ``with`` exit, on error, and when the
+  Python process exits;
+* a reaper process (:mod:`llmlab.reaper`) stops it when the owner dies without exiting cleanly
+  (a killed kernel, a test run ended by SIGTERM), so no server outlives the notebook or test
+  that started it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -27,11 +29,15 @@ from pathlib import Path
 import httpx
 from tqdm.auto import tqdm
 
+from llmlab import reaper
 from llmlab.clients.http import bearer
 from llmlab.errors import PortInUseError, ServerStartError
+from llmlab.process_tree import stop_tree
 from llmlab.settings import cache_dir
 
 LOCALHOST = "127.0.0.1"
+#: How long a server gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT_S = 20.0
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # colours in logs written for a terminal
 
 
@@ -67,6 +73,7 @@ class Server:
         api_key: str | None = None,
         env: Mapping[str, str] | None = None,
         startup_timeout_s: float = 300,
+        stop_timeout_s: float = STOP_TIMEOUT_S,
     ) -> None:
         self.name = name
         self.model = model  # the model name clients ask for, where the server serves one
@@ -76,6 +83,7 @@ class Server:
         self.api_key = api_key
         self.env = dict(env or {})
         self.startup_timeout_s = startup_timeout_s
+        self.stop_timeout_s = stop_timeout_s
         self._template = list(command)
         self.command: list[str] = []
         self.log_path: Path | None = None
@@ -126,29 +134,30 @@ class Server:
                 start_new_session=True,  # its own process group: stop() ends its workers too
             )
         atexit.register(self.stop)
+        reaper.watch(self.process.pid)
         try:
             self._wait_until_healthy()
+        except ServerStartError as error:
+            error.returncode = self.process.poll()
+            self.stop()
+            raise
         except BaseException:
             self.stop()
             raise
         return self
 
-    def stop(self, timeout_s: float = 20) -> None:
-        """Ask the process group to exit (SIGTERM), then force it (SIGKILL) after ``timeout_s``."""
-        process, self.process = self.process, None
-        atexit.unregister(self.stop)
-        if process is None or process.poll() is not None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Ask the process tree to exit (SIGTERM), then force it (SIGKILL) after ``timeout_s``
+        (default: ``stop_timeout_s``). The server counts as running, and stays in the atexit
+        hook and the reaper's list, until every process of the tree is gone: an interrupted
+        stop can be called again."""
+        process = self.process
+        if process is None:
             return
-        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(wait_s)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_tree(process.pid, timeout_s=timeout_s or self.stop_timeout_s, popen=process)
+        self.process = None
+        atexit.unregister(self.stop)
+        reaper.forget(process.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server's log: where a failed start explains itself."""

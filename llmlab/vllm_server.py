@@ -64,7 +64,7 @@ def vllm_server(
     if enforce_eager:
         command.append("--enforce-eager")
     if api_key:
-        command += ["--api-key", api_key]
+        env["VLLM_API_KEY"] = api_key  # as --api-key, but out of sight of `ps`
     command += list(extra_args)
     return Server(
         command,

@@ -98,6 +98,11 @@ def test_the_api_key_is_enforced(server: Server):
     assert httpx.get(server.url("/health")).status_code == 200
 
 
+def test_the_api_key_is_not_on_the_command_line(server: Server):
+    # Any user of the machine reads every process's arguments (`ps -eo args`).
+    assert API_KEY not in " ".join(psutil.Process(server.process.pid).cmdline())
+
+
 def test_a_wrong_gguf_path_is_a_clear_error(tmp_path):
     with pytest.raises(ModelNotFoundError, match="No GGUF file at"):
         llama_server(tmp_path / "missing.gguf")

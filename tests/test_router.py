@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from llmlab.errors import MissingPackageError, ServerStartError
+from llmlab.process_tree import process_tree
 from llmlab.prompts import chat
 from llmlab.scaleout import (
     SESSION_HEADER,
@@ -89,6 +90,9 @@ def test_the_router_passes_the_clients_key_to_the_replicas():
         wrong = {"Authorization": "Bearer sk-wrong"}
         assert httpx.post(url, json=body, headers=wrong, timeout=60).status_code == 401
         assert httpx.post(url, json=body, headers=router.headers, timeout=60).status_code == 200
+        # What `ps` shows: the command each was started with (the router renames itself later).
+        assert KEY not in " ".join(router.command) and KEY not in " ".join(keyed.command)
+        assert not any(KEY in " ".join(p.cmdline()) for p in process_tree(router.process.pid))
 
 
 def test_cache_aware_finds_no_tokens_in_front_of_llama_server(servers):
@@ -120,9 +124,8 @@ def test_a_missing_worker_is_named_before_the_router_starts():
     assert router.process is None
 
 
-def test_a_missing_router_says_how_to_install_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_a_missing_router_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm_router", None)  # as if it were not installed
     with pytest.raises(MissingPackageError, match="pip install vllm-router"):
         vllm_router(["http://127.0.0.1:1"])
 

@@ -1,5 +1,8 @@
 """Server process management, on real processes: Python's own HTTP server and a few misfits."""
 
+import os
+import signal
+import subprocess
 import sys
 
 import httpx
@@ -19,6 +22,25 @@ WITH_WORKER = [
     "{host}",
     "{port}",
 ]
+# One that starts a worker in a session of its own, as the Ollama-compatible server starts its
+# llama-servers: the server's process group does not reach it.
+WITH_DETACHED_WORKER = [
+    sys.executable,
+    "-c",
+    "import subprocess, sys, http.server as h; "
+    "subprocess.Popen(['sleep', '300'], start_new_session=True); "
+    "h.HTTPServer((sys.argv[1], int(sys.argv[2])), h.SimpleHTTPRequestHandler).serve_forever()",
+    "{host}",
+    "{port}",
+]
+# An owner that starts that server, says so, and waits to be killed.
+OWNER = f"""
+import sys, time
+from llmlab.servers import Server
+server = Server({WITH_DETACHED_WORKER!r}, name="detached", health_path="/").start()
+print("ready", flush=True)
+time.sleep(300)
+"""
 
 
 def test_starts_on_a_free_local_port_and_stops():
@@ -37,6 +59,33 @@ def test_stop_ends_the_worker_processes_too():
         assert [w.name() for w in workers] == ["sleep"]
     gone, alive = psutil.wait_procs(workers, timeout=5)
     assert alive == []
+
+
+def test_stop_ends_workers_in_sessions_of_their_own():
+    with Server(WITH_DETACHED_WORKER, name="detached", health_path="/") as server:
+        workers = psutil.Process(server.process.pid).children()
+        assert [w.name() for w in workers] == ["sleep"]
+        assert os.getsid(workers[0].pid) != os.getsid(server.process.pid)
+    gone, alive = psutil.wait_procs(workers, timeout=5)
+    assert alive == []
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_servers_die_with_their_owner_however_it_ends(how):
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "ready"
+        started = psutil.Process(owner.pid).children(recursive=True)
+        # the reaper, the server, and the worker the server started
+        assert len(started) == 3
+        assert sum("llmlab.reaper" in p.cmdline() for p in started) == 1
+        assert sum(p.name() == "sleep" for p in started) == 1
+        owner.send_signal(how)  # neither runs atexit hooks
+        owner.wait(10)
+        gone, alive = psutil.wait_procs(started, timeout=20)
+        assert alive == []
+    finally:
+        owner.kill()
 
 
 def test_an_error_inside_the_block_still_stops_the_server():

@@ -8,6 +8,7 @@ import psutil
 import pytest
 
 from llmlab.clients import AsyncBatchClient
+from llmlab.process_tree import process_tree
 from llmlab.prompts import chat
 from llmlab.servers import Server
 from llmlab.vllm_server import vllm_server
@@ -68,6 +69,12 @@ def test_the_api_key_is_enforced(server: Server):
     wrong = openai.OpenAI(base_url=server.url("/v1"), api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.models.list()
+
+
+def test_the_api_key_is_not_on_any_command_line(server: Server):
+    # Any user of the machine reads every process's arguments (`ps -eo args`).
+    for process in process_tree(server.process.pid):
+        assert API_KEY not in " ".join(process.cmdline()), process.name()
 
 
 def test_the_health_endpoint_needs_no_key(server: Server):

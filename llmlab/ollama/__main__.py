@@ -10,7 +10,7 @@ import argparse
 
 import uvicorn
 
-from llmlab.ollama.server import create_app
+from llmlab.ollama.server import SHUTDOWN_GRACE_S, create_app
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     app = create_app(
         args.store, keep_alive_s=args.keep_alive, parallel=args.parallel, threads=args.threads
     )
-    uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=5)
+    uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from llmlab.ollama.server import VERSION_SUFFIX
+from llmlab.ollama.server import SHUTDOWN_GRACE_S, VERSION_SUFFIX
+from llmlab.process_tree import KILL_TIMEOUT_S
+from llmlab.servers import STOP_TIMEOUT_S as RUNNER_STOP_TIMEOUT_S
 from llmlab.servers import Server
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
+#: Longer than the server's own shutdown (uvicorn's grace for open requests, then its runners'
+#: stop, SIGTERM and SIGKILL), so its runners are stopped by their owner, not killed under it.
+STOP_TIMEOUT_S = SHUTDOWN_GRACE_S + RUNNER_STOP_TIMEOUT_S + KILL_TIMEOUT_S + 10
 
 
 def ollama_server(
@@ -47,6 +52,7 @@ def ollama_server(
         port=port,
         health_path="/api/version",
         startup_timeout_s=startup_timeout_s,
+        stop_timeout_s=STOP_TIMEOUT_S,
     )
 
 

@@ -85,6 +85,7 @@ class Runners:
         self.keep_alive_s = keep_alive_s
         self._runners: dict[RunnerKey, Runner] = {}
         self._locks: defaultdict[RunnerKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._abandoned: set[asyncio.Task[None]] = set()  # starts whose request went away
 
     @property
     def loaded(self) -> list[Runner]:
@@ -136,9 +137,9 @@ class Runners:
                     await self.unload(runner)
 
     async def aclose(self) -> None:
-        """Stop every runner (the server is shutting down)."""
+        """Stop every runner (the server is shutting down), those still starting included."""
         runners, self._runners = list(self._runners.values()), {}
-        await asyncio.gather(*(_stop(runner) for runner in runners))
+        await asyncio.gather(*(_stop(runner) for runner in runners), *self._abandoned)
 
     async def _start(self, key: RunnerKey, model: StoredModel) -> Runner:
         server = llama_server(
@@ -149,13 +150,29 @@ class Runners:
             threads=self.threads,
             extra_args=EMBEDDING_ARGS if key.embeddings else (),
         )
-        await asyncio.to_thread(server.start)
+        starting = asyncio.ensure_future(asyncio.to_thread(server.start))
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The request was cancelled (its client went away, the server is stopping), but
+            # the thread goes on starting llama-server: stop it as soon as it is up.
+            abandoned = asyncio.ensure_future(_stop_when_started(server, starting))
+            self._abandoned.add(abandoned)
+            abandoned.add_done_callback(self._abandoned.discard)
+            raise
         http = httpx.AsyncClient(
             base_url=server.base_url, timeout=UPSTREAM_TIMEOUT, limits=UPSTREAM_LIMITS
         )
         runner = Runner(key, model, server, http, self.keep_alive_s)
         self._runners[key] = runner
         return runner
+
+
+async def _stop_when_started(server: Server, starting: asyncio.Future[Server]) -> None:
+    await asyncio.wait([starting])
+    if not starting.cancelled():
+        starting.exception()  # a failed start already stopped itself; mark its error as seen
+    await asyncio.to_thread(server.stop)
 
 
 async def _stop(runner: Runner) -> None:

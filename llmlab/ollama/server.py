@@ -66,6 +66,8 @@ from llmlab.ollama.store import model_info as gguf_model_info
 #: The Ollama API version this server follows; the suffix tells it apart from a real Ollama.
 VERSION_SUFFIX = "-llmlab"
 VERSION = "0.12.6" + VERSION_SUFFIX
+#: Seconds uvicorn lets open requests finish at shutdown, before the runners are stopped.
+SHUTDOWN_GRACE_S = 5
 DEFAULT_NUM_CTX = 2048
 NDJSON = "application/x-ndjson"
 #: Modelfile PARAMETERs that OpenAI-style requests may leave unset, by their OpenAI names.

@@ -17,7 +17,7 @@ from llmlab.scaleout.prefix_cache import (
     system_prompt,
 )
 from llmlab.scaleout.replicas import Work, kill, replica_work, replicas
-from llmlab.scaleout.router import POLICIES, SESSION_HEADER, Router, router_binary, vllm_router
+from llmlab.scaleout.router import POLICIES, SESSION_HEADER, Router, vllm_router
 
 __all__ = [
     "POLICIES",
@@ -36,7 +36,6 @@ __all__ = [
     "replica_work",
     "replicas",
     "requests_per_replica",
-    "router_binary",
     "system_prompt",
     "vllm_router",
 ]

@@ -17,16 +17,16 @@ policy, and keeps checking each worker's ``/health``. What version 0.1.17 does, 
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmlab.errors import MissingPackageError, ServerStartError
+from llmlab.scaleout.launch_router import API_KEY_ENV
 from llmlab.servers import LOCALHOST, Server, free_port
 
 #: The policies a router of regular workers can use (``kv_aware`` and ``sticky_least_loaded``
@@ -37,17 +37,12 @@ POLICIES = ("round_robin", "random", "power_of_two", "cache_aware", "consistent_
 SESSION_HEADER = "X-Session-ID"
 
 
-def router_binary() -> Path:
-    """The ``vllm-router`` launcher of this Python environment, else the first on PATH."""
-    beside_python = Path(sys.executable).parent / "vllm-router"
-    if beside_python.is_file():
-        return beside_python
-    on_path = shutil.which("vllm-router")
-    if on_path is None:
+def check_router_installed() -> None:
+    """Raise a clear error, with the command that fixes it, when vllm-router is missing."""
+    if importlib.util.find_spec("vllm_router") is None:
         raise MissingPackageError(
             "vllm-router", "pip install vllm-router==0.1.17", "Starting vLLM's router (vllm-router)"
         )
-    return Path(on_path)
 
 
 class Router(Server):
@@ -141,9 +136,10 @@ def vllm_router(
         raise ValueError(
             "health_check_interval_s, retries, breaker_failures and breaker_open_s must be >= 1"
         )
+    check_router_installed()
     metrics_port = free_port(host)
     command = [
-        str(router_binary()),
+        sys.executable, "-m", "llmlab.scaleout.launch_router",  # vllm-router, key from env
         "--host", "{host}",
         "--port", "{port}",
         "--worker-urls", *[url.rstrip("/") for url in worker_urls],
@@ -158,8 +154,6 @@ def vllm_router(
         "--worker-startup-timeout-secs", str(int(startup_timeout_s)),
         "--worker-startup-check-interval", "1",
     ]  # fmt: skip
-    if api_key:
-        command += ["--api-key", api_key]
     command += list(extra_args)
     return Router(
         command,
@@ -170,6 +164,7 @@ def vllm_router(
         host=host,
         port=port,
         api_key=api_key,
+        env={API_KEY_ENV: api_key} if api_key else {},
         startup_timeout_s=startup_timeout_s,
     )
 

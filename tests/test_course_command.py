@@ -32,11 +32,11 @@ def open_course(command: str, home: Path, *, as_nobody: bool = False) -> tuple[d
     runtime = home / "jupyter"
     runtime.mkdir(parents=True, exist_ok=True)
     env = os.environ | {
-        "HOME": str(home),
         "JUPYTER_RUNTIME_DIR": str(runtime / "runtime"),
         "JUPYTER_CONFIG_DIR": str(runtime / "config"),
     }
-    if as_nobody:
+    if as_nobody:  # (not for bin/course: its setup would find an empty cache, and build again)
+        env["HOME"] = str(home)
         os.chown(home, NOBODY.pw_uid, NOBODY.pw_gid)
         os.chown(runtime, NOBODY.pw_uid, NOBODY.pw_gid)
     log_path = home / f"{command}.log"

@@ -148,9 +148,9 @@ class Server:
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Ask the process tree to exit (SIGTERM), then force it (SIGKILL) after ``timeout_s``
-        (default: ``stop_timeout_s``). The server counts as running, and stays in the atexit
-        hook and the reaper's list, until every process of the tree is gone: an interrupted
-        stop can be called again."""
+        (default: ``stop_timeout_s``). The server keeps its process, its atexit hook and its
+        place in the reaper's list until the tree is stopped, so a stop interrupted by Ctrl-C
+        can be called again and is still done at exit."""
         process = self.process
         if process is None:
             return

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import psutil
 import pytest
 
 from llmlab.errors import PortInUseError, ServerStartError
-from llmlab.servers import Server, free_port
+from llmlab.servers import Server, free_port, port_in_use
 
 HTTP_SERVER = [sys.executable, "-m", "http.server", "--bind", "{host}", "{port}"]
 # A server that starts a worker process of its own, as vLLM does.
@@ -130,4 +131,9 @@ def test_the_api_key_becomes_a_bearer_header():
 
 
 def test_free_port_gives_a_bindable_port():
-    assert 1024 <= free_port() <= 65535
+    port = free_port()
+    assert 1024 <= port <= 65535
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))  # raises if something holds it
+        listener.listen()
+        assert port_in_use(port)

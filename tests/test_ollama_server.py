@@ -75,7 +75,7 @@ def llama_servers(server: Server) -> dict[str, str]:
     found = {}
     for child in psutil.Process(server.process.pid).children():
         args = child.cmdline()
-        if "--embeddings" not in args:
+        if child.name() == "llama-server" and "--embeddings" not in args:  # not its reaper
             found[args[args.index("--alias") + 1]] = (
                 f"http://127.0.0.1:{args[args.index('--port') + 1]}"
             )

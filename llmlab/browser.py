@@ -247,7 +247,9 @@ def ask_llama_server_ui(
         page.wait_for_timeout(100)
     if stop_after_chars is not None and stop.count():
         stop.first.click()
-    while stop.count():
+    # On a busy machine the first token can come after the 5 s above: an answer is done when
+    # it has text and no Stop button.
+    while stop.count() or not text():
         if time.monotonic() > deadline:
             raise TimeoutError(f"The answer did not finish in {timeout_s} s.")
         page.wait_for_timeout(100)

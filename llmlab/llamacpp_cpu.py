@@ -3,9 +3,10 @@
 A native build of llama.cpp compiles the fastest kernels the CPU reports, and at run time moves
 the weights into the layouts those kernels want ("repacking"): AMX tiles on recent Intel Xeons,
 AVX-512 or ARM interleaved blocks elsewhere. A CPU can report a feature that the machine does
-not let a program use. An Intel Xeon in a virtual machine that lists ``amx_tile`` but does not
-grant AMX tile state kills llama-server with SIGSEGV at its first matrix product
-(``ldtilecfg`` in ``ggml_backend_amx_mul_mat``), before it ever answers.
+not let a program use. On an Intel Xeon in a virtual machine that lists ``amx_tile`` but does not
+grant AMX tile state, llama-server dies at its first matrix product (``ldtilecfg`` in
+``ggml_backend_amx_mul_mat``), before it ever answers: SIGSEGV on one such machine, SIGILL on
+another. Any death by a signal counts as such a crash here.
 
 ``--no-repack`` turns those extra buffer types off (AMX among them) and the same binary runs.
 So before the first llama-server starts, :func:`llama_server_cpu_args` starts it once on the
@@ -28,6 +29,8 @@ import httpx
 from filelock import FileLock
 
 from llmlab.errors import ServerStartError
+from llmlab.models import default_gguf
+from llmlab.servers import Server
 from llmlab.settings import cache_dir
 
 NO_REPACK = ("--no-repack",)
@@ -107,9 +110,6 @@ def _answers(server: Path, args: tuple[str, ...]) -> int | None:
     A start that fails for another reason (a bad model file, a port) is not the CPU's fault:
     its error is raised as it is, and nothing is remembered.
     """
-    from llmlab.models import default_gguf
-    from llmlab.servers import Server
-
     probe = Server(
         [str(server), "--model", str(default_gguf()), "--host", "{host}", "--port", "{port}",
          "--ctx-size", "256", "--parallel", "1", *args],

@@ -18,6 +18,8 @@ import time
 
 import psutil
 
+#: How long a process tree gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT_S = 20.0
 #: How long processes that ignored SIGTERM get to die of SIGKILL before we give up waiting.
 KILL_TIMEOUT_S = 10.0
 
@@ -34,7 +36,7 @@ def process_tree(pid: int) -> list[psutil.Process]:
 def stop_tree(
     pid: int,
     *,
-    timeout_s: float = 20,
+    timeout_s: float = STOP_TIMEOUT_S,
     kill_timeout_s: float = KILL_TIMEOUT_S,
     popen: subprocess.Popen[bytes] | None = None,
 ) -> bool:

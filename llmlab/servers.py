@@ -32,12 +32,10 @@ from tqdm.auto import tqdm
 from llmlab import reaper
 from llmlab.clients.http import bearer
 from llmlab.errors import PortInUseError, ServerStartError
-from llmlab.process_tree import stop_tree
+from llmlab.process_tree import STOP_TIMEOUT_S, stop_tree
 from llmlab.settings import cache_dir
 
 LOCALHOST = "127.0.0.1"
-#: How long a server gets to exit after SIGTERM before it is killed.
-STOP_TIMEOUT_S = 20.0
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # colours in logs written for a terminal
 
 

@@ -42,12 +42,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
-import psutil
 
 from llmlab.bench import (
     DEFINITIONS,
@@ -123,25 +122,6 @@ class Backend:
 
 
 @contextmanager
-def _serving(server: Server) -> Iterator[Server]:
-    """Start ``server``; on exit stop it and wait until every process it started is gone.
-
-    ``Server.stop`` waits for the main process only; vLLM's engine and the Ollama server's
-    llama-servers may take a moment longer, and the next backend must not share the cores
-    with them.
-    """
-    with server:
-        yield server
-        tree = [psutil.Process(server.process.pid)] if server.running else []
-        with suppress(psutil.NoSuchProcess):
-            tree += tree[0].children(recursive=True) if tree else []
-    _, alive = psutil.wait_procs(tree, timeout=30)
-    for process in alive:  # still there after 30 s: a stuck worker, not worth waiting for
-        with suppress(psutil.NoSuchProcess):
-            process.kill()
-
-
-@contextmanager
 def _transformers(options: Options) -> Iterator[Running]:
     from llmlab.generation import LocalLLM
 
@@ -157,7 +137,7 @@ def _service(options: Options) -> Iterator[Running]:
                "--max-batch-size", str(batch), "--max-queue", str(max(64, 2 * batch))]  # fmt: skip
     if options.model:
         command += ["--model", options.model]
-    with _serving(Server(command, name="llmlab-service", startup_timeout_s=300)) as server:
+    with Server(command, name="llmlab-service", startup_timeout_s=300) as server:
         model = httpx.get(server.url("/v1/models"), timeout=10).json()["data"][0]["id"]
         target = OpenAIChat(
             server.url("/v1"), model, max_tokens=options.max_tokens, name="FastAPI service"
@@ -175,7 +155,7 @@ def _vllm(options: Options) -> Iterator[Running]:
         )
     eager = not options.vllm_compiled
     server = vllm_server(options.model, enforce_eager=eager, max_num_seqs=options.top)
-    with _serving(server):
+    with server:
         target = OpenAIChat(
             server.url("/v1"), server.model, max_tokens=options.max_tokens, name="vLLM"
         )
@@ -186,7 +166,7 @@ def _vllm(options: Options) -> Iterator[Running]:
 @contextmanager
 def _llama_server(options: Options) -> Iterator[Running]:
     threads = options.llama_threads
-    with _serving(llama_server(options.gguf, parallel=options.top, threads=threads)) as server:
+    with llama_server(options.gguf, parallel=options.top, threads=threads) as server:
         target = OpenAIChat(
             server.url("/v1"), server.model, max_tokens=options.max_tokens, name="llama-server"
         )
@@ -209,7 +189,7 @@ def _ollama(options: Options) -> Iterator[Running]:
             server = ollama_server(
                 store_dir=store, parallel=options.ollama_parallel, threads=options.llama_threads
             )
-            url = stack.enter_context(_serving(server)).base_url
+            url = stack.enter_context(server).base_url
             name = "Ollama-compatible (llmlab.ollama)"
             setup = (
                 f"no Ollama here: the course's Ollama API on llama-server, {gguf.name}, "

@@ -17,7 +17,7 @@ import httpx
 
 from llmlab.ollama.server import SHUTDOWN_GRACE_S, VERSION_SUFFIX
 from llmlab.process_tree import KILL_TIMEOUT_S
-from llmlab.servers import STOP_TIMEOUT_S as RUNNER_STOP_TIMEOUT_S
+from llmlab.process_tree import STOP_TIMEOUT_S as RUNNER_STOP_TIMEOUT_S
 from llmlab.servers import Server
 
 DEFAULT_HOST = "http://127.0.0.1:11434"

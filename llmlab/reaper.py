@@ -108,9 +108,14 @@ def run(owner: int) -> None:
     watched: dict[int, psutil.Process] = {}
     stdin = sys.stdin.fileno()
     pending = b""
-    while os.getppid() == owner:
-        if not select.select([stdin], [], [], POLL_S)[0]:
-            continue
+    while True:
+        owner_alive = os.getppid() == owner
+        # Once the owner is gone, what it wrote before dying is still read (a reaper slow to
+        # start can find the owner dead with its "watch" lines unread), without waiting.
+        if not select.select([stdin], [], [], POLL_S if owner_alive else 0)[0]:
+            if owner_alive:
+                continue
+            break
         chunk = os.read(stdin, 65536)
         if not chunk:
             break  # the pipe closed: the owner exited

@@ -1,7 +1,9 @@
 """The course's Ollama-compatible server, run as a real process on real llama-servers and driven
 with the official ``ollama`` client (the yardstick), ``openai``, and the course's own client."""
 
+import json
 import math
+import shutil
 import time
 from collections.abc import Iterator
 
@@ -194,6 +196,22 @@ def test_copy_and_delete(client: ollama.Client, assistant: str):
     assert gone.value.status_code == 404
 
 
+def test_a_model_whose_gguf_file_moved_is_still_listed_and_can_be_deleted(client, tmp_path):
+    """A new clone or a rebuilt virtual environment moves the file a model was made from."""
+    moved = tmp_path / "model.gguf"
+    shutil.copy(default_gguf(), moved)
+    client.create(model="moved", from_=str(moved))
+    moved.unlink()
+    listed = {model.model: model for model in client.list().models}
+    assert listed["moved:latest"].size == default_gguf().stat().st_size
+    assert listed["moved:latest"].details.quantization_level == "Q4_1"
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.generate(model="moved", prompt="hi")
+    assert f"The GGUF file {moved} is gone" in caught.value.error
+    client.delete("moved")
+    assert "moved:latest" not in {model.model for model in client.list().models}
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -354,6 +372,18 @@ def test_names_are_normalized_as_ollama_does(tmp_path):
         normalize_name("two words")
     assert [human_count(n) for n in (134_515_008, 8_030_261_248, 999)] == ["134.52M", "8.0B", "999"]
     assert ModelStore(tmp_path).list() == []
+
+
+def test_manifests_written_before_facts_were_recorded_still_list(tmp_path):
+    """Stores made by earlier versions of the course hold only the path, maybe of a moved file."""
+    store = ModelStore(tmp_path)
+    for name, gguf in (("here", default_gguf()), ("moved", tmp_path / "gone.gguf")):
+        manifest = {"name": f"{name}:latest", "gguf": str(gguf), "parent": str(gguf)}
+        (store.manifests / f"{name}%3Alatest.json").write_text(json.dumps(manifest))
+    listed = {model.name: model for model in store.list()}
+    assert listed["here:latest"].size == default_gguf().stat().st_size
+    assert listed["here:latest"].details["quantization_level"] == "Q4_1"
+    assert (listed["moved:latest"].size, listed["moved:latest"].details["format"]) == (0, "gguf")
 
 
 def test_ollama_host_reads_the_forms_ollama_accepts(monkeypatch: pytest.MonkeyPatch):

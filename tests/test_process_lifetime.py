@@ -157,3 +157,24 @@ def test_a_model_start_whose_request_went_away_is_stopped_at_shutdown(tmp_path: 
 
 def _llama_servers() -> list[psutil.Process]:
     return [p for p in process_tree(os.getpid())[1:] if p.name() == "llama-server"]
+
+
+def test_the_reaper_reads_what_its_owner_wrote_before_dying():
+    """A reaper slow to start can find its owner already dead, with the ``watch`` line unread.
+
+    Here the "owner" (pid 1) is not the reaper's parent from the start, and the line is in the
+    pipe before the reaper runs: it must still stop the server it was told to watch."""
+    start_orphan = "import subprocess as s; print(s.Popen(['sleep', '300'], stdout=s.DEVNULL).pid)"
+    pid = int(subprocess.check_output([sys.executable, "-c", start_orphan]))
+    server = psutil.Process(pid)  # an orphan, as a dead owner's server is
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, f"watch {pid}\n".encode())
+        reaper = subprocess.Popen([sys.executable, "-m", "llmlab.reaper", "1"], stdin=read_end)
+        os.close(read_end)
+        assert reaper.wait(GONE_WITHIN_S) == 0
+        assert_all_gone([server])
+    finally:
+        os.close(write_end)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            server.kill()

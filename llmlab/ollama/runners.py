@@ -142,6 +142,7 @@ class Runners:
         await asyncio.gather(*(_stop(runner) for runner in runners), *self._abandoned)
 
     async def _start(self, key: RunnerKey, model: StoredModel) -> Runner:
+        model.require_file()
         server = llama_server(
             model.gguf,
             alias=model.name,

@@ -3,6 +3,9 @@
 Ollama keeps each model as a manifest that points at content-addressed blobs (the GGUF weights,
 the system prompt, the parameters). This store keeps the same facts in one JSON file per name,
 pointing at the GGUF file where it already lies (or at a blob uploaded through ``/api/blobs``).
+What Ollama lists about the weights (size, family, quantization) is recorded when the model is
+made, so the list still answers when a file has since moved (a new clone, a rebuilt virtual
+environment); only using such a model fails, with a message that says which file is gone.
 A model made ``FROM`` another one inherits its weights, system prompt, template, parameters and
 messages, and a copy is a new name for the same manifest: nothing is duplicated but a few bytes.
 Names are normalized as Ollama does (``assistant`` is ``assistant:latest``).
@@ -59,20 +62,23 @@ class StoredModel:
     messages: list[dict[str, str]] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
     modified_at: str = ""
-
-    @property
-    def size(self) -> int:
-        return _file_key(self.gguf)[2]
+    size: int = 0  # of the GGUF file, when the model was made
+    gguf_details: dict[str, Any] = field(default_factory=dict)  # likewise
 
     @property
     def digest(self) -> str:
         """Ollama's digest: the same for a copy, different once anything in the recipe changes."""
-        recipe = asdict(self) | {"name": None, "modified_at": None, "size": self.size}
+        recipe = asdict(self) | {"name": None, "modified_at": None}
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
     @property
     def details(self) -> dict[str, Any]:
-        return gguf_details(self.gguf) | {"parent_model": "" if self.from_gguf else self.parent}
+        parent = "" if self.from_gguf else self.parent
+        return {"format": "gguf"} | self.gguf_details | {"parent_model": parent}
+
+    def require_file(self) -> None:
+        """Before serving: a GGUF file that is gone is named, with what to do about it."""
+        _file_key(self.gguf)
 
     @property
     def from_gguf(self) -> bool:
@@ -104,8 +110,9 @@ class ModelStore:
         """Make ``name`` from a Modelfile; FROM another model starts from everything it has."""
         name = normalize_name(name)
         if modelfile.from_gguf:
-            base = StoredModel(name=name, gguf=modelfile.from_, parent=modelfile.from_)
-            gguf_details(base.gguf)  # fails here, not later, if the file is not a GGUF
+            base = _with_file_facts(
+                StoredModel(name=name, gguf=modelfile.from_, parent=modelfile.from_)
+            )  # fails here, not later, if the file is not a GGUF
         else:
             base = self.get(modelfile.from_)
         model = replace(
@@ -124,11 +131,11 @@ class ModelStore:
         path = self._path(normalize_name(name))
         if not path.is_file():
             raise ModelNotInStoreError(name)
-        return StoredModel(**json.loads(path.read_text()))
+        return _read_manifest(path)
 
     def list(self) -> list[StoredModel]:
         """Every model, the most recently changed first (as ``ollama list`` shows them)."""
-        models = [StoredModel(**json.loads(p.read_text())) for p in self.manifests.glob("*.json")]
+        models = [_read_manifest(path) for path in self.manifests.glob("*.json")]
         return sorted(models, key=lambda model: model.modified_at, reverse=True)
 
     def copy(self, source: str, destination: str) -> StoredModel:
@@ -171,6 +178,18 @@ class ModelStore:
 
     def _path(self, name: str) -> Path:
         return self.manifests / f"{quote(name, safe='')}.json"
+
+
+def _read_manifest(path: Path) -> StoredModel:
+    model = StoredModel(**json.loads(path.read_text()))
+    if model.gguf_details or not Path(model.gguf).is_file():
+        return model
+    return _with_file_facts(model)  # written before the facts were recorded
+
+
+def _with_file_facts(model: StoredModel) -> StoredModel:
+    size = _file_key(model.gguf)[2]
+    return replace(model, size=size, gguf_details=gguf_details(model.gguf))
 
 
 def normalize_name(name: str) -> str:

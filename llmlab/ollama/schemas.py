@@ -4,6 +4,13 @@ Each body is read as JSON whatever its Content-Type (Ollama's own examples use `
 which says it sends a form), unknown fields are ignored as Ollama ignores them, and anything
 wrong is a 400 with Ollama's ``{"error": "..."}`` body that names the field. Features that a
 text-only ``llama-server`` cannot give (images, tools, thinking) are refused, not ignored.
+
+Bodies are read as Go's ``encoding/json`` (so Ollama) reads them: a lone UTF-16 surrogate
+becomes U+FFFD, and a number out of range (``1e999``) or ``NaN`` is a 400. Two differences from
+Ollama, both to answer 400 where llama-server would fail later with a 500: a message's role must
+be one of system, user, assistant or tool (Ollama hands any role to its Go template, which skips
+what it does not know; a GGUF's Jinja template may raise instead), and a body over
+``MAX_BODY_BYTES`` is a 413 (Ollama reads any size).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmlab.ollama.modelfile import (
     PARAMETER_TYPES,
@@ -26,6 +33,7 @@ from llmlab.ollama.modelfile import (
     unknown_parameter,
 )
 from llmlab.ollama.store import ModelStore
+from llmlab.request_guard import HostileInputError, read_json
 
 #: Ollama's option names and the names llama-server's ``/completion`` gives them.
 OPTIONS = {
@@ -64,10 +72,18 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+Role = Literal["system", "user", "assistant", "tool"]
+
+
 class ChatMessage(_Body):
-    role: Literal["system", "user", "assistant", "tool"]
+    role: Role
     content: str = ""
     images: list[str] | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value  # as Go reads null into a string
 
 
 class InferenceBody(_Body):
@@ -134,7 +150,10 @@ def _body(kind: type[_Body]) -> Any:
 
     async def parse(request: Request) -> _Body:
         try:
-            return kind.model_validate_json(await request.body() or b"{}")
+            body = read_json(await request.body() or b"{}", surrogates="replace")
+            return kind.model_validate(body)
+        except HostileInputError as error:
+            raise ApiError(400, str(error)) from None
         except ValidationError as error:
             raise ApiError(400, _explain(error)) from None
 
@@ -147,6 +166,73 @@ Embed = Annotated[EmbedBody, _body(EmbedBody)]
 Create = Annotated[CreateBody, _body(CreateBody)]
 Copy = Annotated[CopyBody, _body(CopyBody)]
 Named = Annotated[ModelBody, _body(ModelBody)]
+
+
+#: Go's ``int`` (64 bits): a larger number is a 400 in Ollama too.
+GoInt = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
+class OpenAIBody(BaseModel):
+    """OpenAI bodies as Ollama's Go structs read them: typed fields, unknown fields ignored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    model: str = ""
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: GoInt | None = None
+    seed: GoInt | None = None
+    stop: str | list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+
+
+class OpenAIChatBody(OpenAIBody):
+    messages: list[OpenAIMessage] = Field(default_factory=list)
+    tools: list[Any] | None = None
+
+
+class OpenAICompletionBody(OpenAIBody):
+    prompt: str = ""
+    suffix: str | None = None
+
+
+def openai_body(raw: bytes, kind: type[OpenAIBody]) -> OpenAIBody:
+    """A ``/v1`` body checked as Ollama checks it, with Ollama's messages for what is wrong."""
+    try:
+        body = kind.model_validate(read_json(raw or b"{}", surrogates="replace"))
+    except HostileInputError as error:
+        raise ApiError(400, str(error)) from None
+    except ValidationError as error:
+        raise ApiError(400, _explain(error)) from None
+    if not body.model:
+        raise ApiError(400, "model is required")
+    if isinstance(body, OpenAIChatBody):
+        if not body.messages:
+            raise ApiError(400, "[] is too short - 'messages'")
+        if body.tools:
+            raise ApiError(400, f'"tools" {UNSUPPORTED}')
+        for message in body.messages:
+            _check_content(message.content)
+    return body
+
+
+def _check_content(content: str | list[dict[str, Any]] | None) -> None:
+    if content is None:
+        raise ApiError(400, "invalid message content type: <nil>")  # Ollama's words
+    for part in content if isinstance(content, list) else []:
+        if part.get("type") == "image_url":
+            raise ApiError(400, f'"images" {UNSUPPORTED}')
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise ApiError(400, "invalid message format")
 
 
 def keep_alive_seconds(value: float | str | None) -> float | None:

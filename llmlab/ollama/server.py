@@ -54,14 +54,19 @@ from llmlab.ollama.schemas import (
     Generate,
     InferenceBody,
     Named,
+    OpenAIBody,
+    OpenAIChatBody,
+    OpenAICompletionBody,
     create_recipe,
     json_schema,
     keep_alive_seconds,
     llama_options,
+    openai_body,
     refuse_unsupported,
 )
 from llmlab.ollama.store import ModelNotInStoreError, ModelStore, StoredModel, StoreError
 from llmlab.ollama.store import model_info as gguf_model_info
+from llmlab.request_guard import BodySizeLimit
 
 #: The Ollama API version this server follows; the suffix tells it apart from a real Ollama.
 VERSION_SUFFIX = "-llmlab"
@@ -70,6 +75,8 @@ VERSION = "0.12.6" + VERSION_SUFFIX
 SHUTDOWN_GRACE_S = 5
 DEFAULT_NUM_CTX = 2048
 NDJSON = "application/x-ndjson"
+#: Larger than any prompt a context can hold (Ollama reads any size); model uploads are exempt.
+MAX_BODY_BYTES = 16 << 20
 #: Modelfile PARAMETERs that OpenAI-style requests may leave unset, by their OpenAI names.
 OPENAI_DEFAULTS = {
     "temperature": "temperature",
@@ -109,6 +116,9 @@ def create_app(
             await runners.aclose()
 
     app = FastAPI(title="llmlab's Ollama-compatible server", version=VERSION, lifespan=lifespan)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=MAX_BODY_BYTES, error_body=_error_body, exempt=("/api/blobs/",)
+    )
     _add_error_handlers(app)
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
@@ -222,11 +232,13 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def openai_chat(request: Request) -> Response:
-        return await _openai_proxy(runners, store, request, "/v1/chat/completions")
+        body = openai_body(await request.body(), OpenAIChatBody)
+        return await _openai_proxy(runners, store, body, "/v1/chat/completions")
 
     @app.post("/v1/completions")
     async def openai_completions(request: Request) -> Response:
-        return await _openai_proxy(runners, store, request, "/v1/completions")
+        body = openai_body(await request.body(), OpenAICompletionBody)
+        return await _openai_proxy(runners, store, body, "/v1/completions")
 
     return app
 
@@ -404,28 +416,24 @@ def _status(response: httpx.Response) -> int:
     return response.status_code if response.status_code < 500 else 500
 
 
-async def _openai_proxy(runners: Runners, store: ModelStore, request: Request, path: str):
+async def _openai_proxy(runners: Runners, store: ModelStore, body: OpenAIBody, path: str):
     """``/v1/...`` goes to llama-server's own OpenAI endpoint, with the Modelfile applied."""
-    try:
-        body = await request.json()
-        name, messages = body["model"], body.get("messages", [])
-        roles_given = all(isinstance(m, dict) and "role" in m for m in messages)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        roles_given = False
-    if not roles_given:
-        raise ApiError(400, 'the body must be JSON with a "model" (and messages with a "role")')
-    model = await asyncio.to_thread(store.get, name)
+    model = await asyncio.to_thread(store.get, body.model)
     defaults = {OPENAI_DEFAULTS[k]: v for k, v in model.parameters.items() if k in OPENAI_DEFAULTS}
-    payload = defaults | body | {"model": model.name}
-    if "messages" in body:
-        payload["messages"] = conversation(model, body["messages"])
-    runner, _ = await runners.acquire(model, num_ctx=_num_ctx(model, {}))
+    payload = defaults | body.model_dump(exclude_none=True) | {"model": model.name}
+    num_ctx = _num_ctx(model, {})
+    if body.max_tokens is not None:  # Ollama's bound: at most 10 contexts, negative included
+        limit = 10 * num_ctx
+        payload["max_tokens"] = min(body.max_tokens, limit) if body.max_tokens >= 0 else limit
+    if isinstance(body, OpenAIChatBody):
+        payload["messages"] = conversation(model, payload["messages"])
+    runner, _ = await runners.acquire(model, num_ctx=num_ctx)
     try:
         upstream = await _open_stream(runner, path, payload)
     except BaseException:
         await runners.release(runner)
         raise
-    if not body.get("stream"):
+    if not body.stream:
         try:
             content = await upstream.aread()
         finally:
@@ -529,17 +537,20 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
+def _error_body(path: str, message: str, status: int = 400) -> dict[str, Any]:
+    """Ollama's ``{"error": "..."}``, or under ``/v1`` OpenAI's shape with Ollama's types."""
+    if not path.startswith("/v1/"):
+        return {"error": message}
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    kind = "not_found_error" if status == 404 else kind
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error as Ollama writes it: ``{"error": "..."}`` (OpenAI's shape under ``/v1``)."""
 
     def reply(request: Request, status: int, message: str) -> JSONResponse:
-        if request.url.path.startswith("/v1/"):
-            kind = "invalid_request_error" if status < 500 else "api_error"
-            return JSONResponse(
-                {"error": {"message": message, "type": kind, "param": None, "code": None}},
-                status_code=status,
-            )
-        return JSONResponse({"error": message}, status_code=status)
+        return JSONResponse(_error_body(request.url.path, message, status), status_code=status)
 
     statuses: dict[type[Exception], int] = {
         ModelNotInStoreError: 404,

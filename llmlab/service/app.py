@@ -10,6 +10,9 @@ What changed from the source chapter, and why:
 * chat goes through the chat template and every answer reports real token usage;
 * bodies are validated (limits, no unknown fields, known roles), an optional API key is checked,
   and the server binds 127.0.0.1 unless told otherwise;
+* hostile input gets a 4xx, never a 500 or a reset connection (``request_guard``): a body over
+  ``max_body_bytes`` is a 413 before it is parsed, infinite numbers and lone surrogates are
+  422s, and error bodies name the field without echoing the bad value;
 * the OpenAI endpoints (with SSE streaming) let the ``openai`` client and every tool built on it
   talk to the service, and ``/metrics`` exposes Prometheus figures.
 """
@@ -27,7 +30,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import PlainTextResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -39,6 +43,7 @@ from prometheus_client import (
 from sse_starlette import EventSourceResponse
 
 from llmlab.generation import LocalLLM, SamplingParams
+from llmlab.request_guard import MAX_BODY_BYTES, BodySizeLimit, validation_errors
 from llmlab.service.engine import (
     Engine,
     Finished,
@@ -68,6 +73,7 @@ class ServiceSettings:
     max_batch_size: int = 16
     max_queue: int = 64
     max_prompt_tokens: int = 1536
+    max_body_bytes: int = MAX_BODY_BYTES
     #: Gateway mode: an OpenAI-compatible backend (URL ending in /v1) does the generating.
     backend_url: str | None = None
     backend_model: str | None = None
@@ -137,6 +143,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await engine.aclose()
 
     app = FastAPI(title="llmlab model service", lifespan=lifespan)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        error_body=lambda path, message: {"detail": message},
+    )
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_body(request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_errors(error.errors())}, status_code=422)
 
     def engine() -> InferenceEngine:
         if engines:
@@ -153,7 +168,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 401, "Missing API key: send 'Authorization: Bearer <key>'.",
                 headers={"WWW-Authenticate": "Bearer"},
             )  # fmt: skip
-        if not secrets.compare_digest(authorization.removeprefix("Bearer "), settings.api_key):
+        given = authorization.removeprefix("Bearer ").encode("latin-1")  # the header's bytes
+        if not secrets.compare_digest(given, settings.api_key.encode()):
             raise HTTPException(403, "Wrong API key.")
 
     def submit(endpoint: str, prompt_ids: list[int], body: Sampling) -> Request:

@@ -2,7 +2,8 @@
 
 Every field has a limit, unknown fields are refused (a typo such as ``max_token`` would
 otherwise be ignored silently), and roles are checked, so a bad request gets a 422 that names
-the field instead of a 500 or a surprising answer.
+the field instead of a 500 or a surprising answer. Numbers must be finite (JSON's ``1e999`` is
+infinity to Python) and text must be valid Unicode (no lone surrogates): see ``request_guard``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmlab.request_guard import Text
+
 MAX_TOKENS_LIMIT = 1024
 MAX_MESSAGES = 64
 MAX_PROMPT_CHARS = 32_000
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Sampling(Strict):
@@ -29,13 +32,13 @@ class Sampling(Strict):
 
 class ChatMessage(Strict):
     role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=MAX_PROMPT_CHARS)
+    content: Text = Field(max_length=MAX_PROMPT_CHARS)
 
 
 class GenerateRequest(Sampling):
     """The source chapter's ``POST /generate``."""
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    prompt: Text = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
 
 
 class ChatRequest(Sampling):
@@ -63,10 +66,10 @@ class StreamOptions(Strict):
 class OpenAIParams(Sampling):
     """The OpenAI fields the service supports; others are refused by name."""
 
-    model: str
+    model: Text = Field(max_length=256)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)  # what torch.manual_seed takes
     max_tokens: int = Field(256, ge=1, le=MAX_TOKENS_LIMIT)
 
 
@@ -75,4 +78,4 @@ class OpenAIChatRequest(OpenAIParams):
 
 
 class OpenAICompletionRequest(OpenAIParams):
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    prompt: Text = Field(min_length=1, max_length=MAX_PROMPT_CHARS)

@@ -11,13 +11,22 @@ import pytest
 from llmlab import reaper
 from llmlab.prompts import SYSTEM_PROMPT
 from llmlab.prompts import chat as ask  # noqa: F401 (re-exported for the tests)
+from llmlab.servers import Server
 
 SYSTEM = {"role": "system", "content": SYSTEM_PROMPT}
 RUN_MARK = "LLMLAB_TEST_RUN"
 #: Servers get this long to finish stopping (a killed owner's reaper waits 10 s before SIGKILL).
 LEAK_GRACE_S = 20
 
+#: The fuzz tests' budget: examples per operation and kind of request, and Hypothesis's seed.
+FUZZ_EXAMPLES = int(os.environ.get("LLMLAB_FUZZ_EXAMPLES", "15"))
+FUZZ_SEED = int(os.environ.get("LLMLAB_FUZZ_SEED", "20261130"))
+
 os.environ[RUN_MARK] = uuid.uuid4().hex  # inherited by every process the tests start
+
+
+def pytest_report_header() -> str:
+    return f"fuzzing: {FUZZ_EXAMPLES} examples per operation and kind, seed {FUZZ_SEED}"
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +34,18 @@ def llm():
     from llmlab.generation import LocalLLM  # PyTorch, only for the tests that run a model
 
     return LocalLLM()
+
+
+def llama_servers(server: Server) -> dict[str, str]:
+    """The URL of each generating llama-server an Ollama-compatible server runs, by model."""
+    found = {}
+    for child in psutil.Process(server.process.pid).children():
+        args = child.cmdline()
+        if child.name() == "llama-server" and "--embeddings" not in args:  # not its reaper
+            found[args[args.index("--alias") + 1]] = (
+                f"http://127.0.0.1:{args[args.index('--port') + 1]}"
+            )
+    return found
 
 
 def left_behind() -> list[psutil.Process]:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import httpx
 import ollama
 import openai
-import psutil
 import pytest
 
 from llmlab.models import default_gguf
@@ -27,6 +26,7 @@ from llmlab.ollama.schemas import keep_alive_seconds, llama_options
 from llmlab.ollama.store import ModelStore, StoreError, human_count, normalize_name
 from llmlab.prompts import SYSTEM_PROMPT, chat
 from llmlab.servers import Server, free_port
+from tests.conftest import llama_servers
 
 NAME = "course-assistant"
 MODELFILE = '''FROM {gguf}
@@ -70,18 +70,6 @@ def assistant(client: ollama.Client) -> str:
     )  # fmt: skip
     assert [s.status for s in statuses][-1] == "success"
     return NAME
-
-
-def llama_servers(server: Server) -> dict[str, str]:
-    """The URL of each generating llama-server the Ollama server runs, by model name."""
-    found = {}
-    for child in psutil.Process(server.process.pid).children():
-        args = child.cmdline()
-        if child.name() == "llama-server" and "--embeddings" not in args:  # not its reaper
-            found[args[args.index("--alias") + 1]] = (
-                f"http://127.0.0.1:{args[args.index('--port') + 1]}"
-            )
-    return found
 
 
 def test_it_answers_like_ollama_but_is_not_taken_for_it(server: Server):

@@ -160,6 +160,22 @@ def _body(kind: type[_Body]) -> Any:
     return Depends(parse)
 
 
+def documented(kind: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a body read by hand: ``/docs`` and fuzzers see its schema."""
+    schema = kind.model_json_schema(by_alias=True)
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:  # OpenAPI resolves "#/$defs/..." from the document's root
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items()}
+        return [inline(item) for item in node] if isinstance(node, list) else node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 Generate = Annotated[GenerateBody, _body(GenerateBody)]
 Chat = Annotated[ChatBody, _body(ChatBody)]
 Embed = Annotated[EmbedBody, _body(EmbedBody)]

@@ -48,16 +48,23 @@ from llmlab.ollama.schemas import (
     UNSUPPORTED,
     ApiError,
     Chat,
+    ChatBody,
     Copy,
+    CopyBody,
     Create,
+    CreateBody,
     Embed,
+    EmbedBody,
     Generate,
+    GenerateBody,
     InferenceBody,
+    ModelBody,
     Named,
     OpenAIBody,
     OpenAIChatBody,
     OpenAICompletionBody,
     create_recipe,
+    documented,
     json_schema,
     keep_alive_seconds,
     llama_options,
@@ -121,7 +128,8 @@ def create_app(
     )
     _add_error_handlers(app)
 
-    @app.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+    @app.get("/", response_class=PlainTextResponse)
+    @app.head("/", response_class=PlainTextResponse)
     def root() -> str:
         return "Ollama is running"
 
@@ -133,22 +141,22 @@ def create_app(
     def tags() -> dict[str, list]:
         return {"models": [_summary(model) for model in store.list()]}
 
-    @app.post("/api/show")
+    @app.post("/api/show", openapi_extra=documented(ModelBody))
     def show(body: Named) -> dict[str, Any]:
         return _show(store.get(body.model))
 
-    @app.post("/api/create")
+    @app.post("/api/create", openapi_extra=documented(CreateBody))
     def create(body: Create) -> Response:
         model = store.create(body.model, create_recipe(body, store))
         statuses = ["gathering model components", f"using {model.gguf}", "writing manifest"]
         return _status_reply([*statuses, "success"], stream=body.stream)
 
-    @app.post("/api/copy")
+    @app.post("/api/copy", openapi_extra=documented(CopyBody))
     def copy(body: Copy) -> Response:
         store.copy(body.source, body.destination)
         return Response(status_code=200)
 
-    @app.delete("/api/delete")
+    @app.delete("/api/delete", openapi_extra=documented(ModelBody))
     async def delete(body: Named) -> Response:
         model = store.get(body.model)
         await runners.unload_model(model.name)
@@ -169,7 +177,7 @@ def create_app(
     def ps() -> dict[str, list]:
         return {"models": [_running(runner) for runner in runners.loaded]}
 
-    @app.post("/api/generate")
+    @app.post("/api/generate", openapi_extra=documented(GenerateBody))
     async def generate(body: Generate) -> Response:
         refuse_unsupported(body, "suffix", "context")
         model = await asyncio.to_thread(store.get, body.model)
@@ -183,7 +191,7 @@ def create_app(
             prompt_for = _templated(messages, body.template or model.template)
         return await _complete(runners, model, body, prompt_for, chat=False)
 
-    @app.post("/api/chat")
+    @app.post("/api/chat", openapi_extra=documented(ChatBody))
     async def chat(body: Chat) -> Response:
         refuse_unsupported(body)
         if any(message.images for message in body.messages):
@@ -195,7 +203,7 @@ def create_app(
                                         for m in body.messages])  # fmt: skip
         return await _complete(runners, model, body, _templated(messages, model.template))
 
-    @app.post("/api/embed")
+    @app.post("/api/embed", openapi_extra=documented(EmbedBody))
     async def embed(body: Embed) -> dict[str, Any]:
         started = time.perf_counter()
         model = await asyncio.to_thread(store.get, body.model)
@@ -230,12 +238,12 @@ def create_app(
             ],
         }  # fmt: skip
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=documented(OpenAIChatBody))
     async def openai_chat(request: Request) -> Response:
         body = openai_body(await request.body(), OpenAIChatBody)
         return await _openai_proxy(runners, store, body, "/v1/chat/completions")
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", openapi_extra=documented(OpenAICompletionBody))
     async def openai_completions(request: Request) -> Response:
         body = openai_body(await request.body(), OpenAICompletionBody)
         return await _openai_proxy(runners, store, body, "/v1/completions")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from jinja2 import TemplateError
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -211,8 +212,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise HTTPException(500, f"Generation failed: {finished.error}")
         return text, finished
 
-    def encode_chat(messages: list) -> list[int]:
-        return engine().encode([m.model_dump() for m in messages])
+    def encode(prompt: str | list) -> list[int]:
+        """Token ids through the chat template; a chat it cannot format is the client's 422."""
+        messages = prompt if isinstance(prompt, str) else [m.model_dump() for m in prompt]
+        try:
+            return engine().encode(messages)
+        except (ValueError, TemplateError) as error:  # ends with the assistant's turn...
+            raise HTTPException(422, f"The chat cannot be formatted: {error}.") from None
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -228,13 +234,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.post("/generate", dependencies=[Depends(check_key)])
     async def generate(body: GenerateRequest) -> GenerationResponse:
-        request = submit("generate", engine().encode(body.prompt), body)
+        request = submit("generate", encode(body.prompt), body)
         text, finished = await complete("generate", request)
         return _response(text, finished)
 
     @app.post("/chat", dependencies=[Depends(check_key)])
     async def chat(body: ChatRequest) -> GenerationResponse:
-        request = submit("chat", encode_chat(body.messages), body)
+        request = submit("chat", encode(body.messages), body)
         text, finished = await complete("chat", request)
         return _response(text, finished)
 
@@ -247,12 +253,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
     async def chat_completions(body: OpenAIChatRequest):
-        request = submit("chat_completions", encode_chat(body.messages), body)
+        request = submit("chat_completions", encode(body.messages), body)
         return await _openai_answer("chat_completions", body, request, chat=True)
 
     @app.post("/v1/completions", dependencies=[Depends(check_key)])
     async def completions(body: OpenAICompletionRequest):
-        request = submit("completions", engine().encode(body.prompt), body)
+        request = submit("completions", encode(body.prompt), body)
         return await _openai_answer("completions", body, request, chat=False)
 
     async def _openai_answer(endpoint: str, body, request: Request, *, chat: bool):

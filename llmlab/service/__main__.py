@@ -12,6 +12,7 @@ import os
 
 import uvicorn
 
+from llmlab.request_guard import MAX_BODY_BYTES
 from llmlab.service.app import ServiceSettings, create_app
 
 
@@ -23,6 +24,9 @@ def main() -> None:
     parser.add_argument("--api-key", default=os.environ.get("LLMLAB_API_KEY"))
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger bodies get a 413"
+    )
     parser.add_argument("--backend", help="gateway mode: a vLLM or llama-server URL ending in /v1")
     parser.add_argument("--backend-model", help="the model name the backend serves")
     parser.add_argument("--backend-api-key", default=os.environ.get("LLMLAB_BACKEND_API_KEY"))
@@ -32,6 +36,7 @@ def main() -> None:
         api_key=args.api_key,
         max_batch_size=args.max_batch_size,
         max_queue=args.max_queue,
+        max_body_bytes=args.max_body_bytes,
         backend_url=args.backend,
         backend_model=args.backend_model,
         backend_api_key=args.backend_api_key,

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core import NotSet
+from tqdm.auto import tqdm
 
 #: Values a client could put in any field, written into the body as raw JSON.
 HOSTILE_JSON = (
@@ -67,6 +68,21 @@ class FuzzReport:
     def requests(self) -> int:
         return sum(self.statuses.values())
 
+    def summary(self) -> dict[str, int]:
+        """Requests by outcome, as a row of a table."""
+        by_class = Counter(
+            f"{status // 100}xx" if isinstance(status, int) else "dropped"
+            for status in self.statuses.elements()
+        )
+        return {
+            "requests": self.requests,
+            "2xx answered": by_class["2xx"],
+            "4xx refused": by_class["4xx"],
+            "5xx failed": by_class["5xx"],
+            "connection dropped": by_class["dropped"],
+            "findings": len(self.findings),
+        }
+
 
 def fuzz_server(
     base_url: str,
@@ -78,6 +94,7 @@ def fuzz_server(
     hostile: Sequence[str] = HOSTILE_JSON,
     skip: tuple[str, ...] = (),
     keep_models: tuple[str, ...] = (),
+    progress: bool = False,
 ) -> FuzzReport:
     """Send each operation of the server at ``base_url`` ``examples`` drawn requests per kind.
 
@@ -85,8 +102,12 @@ def fuzz_server(
     stopping at "model not found" (not for the operations in ``keep_models``, which would
     change or delete it). Operations whose path starts with one of ``skip`` are left out."""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [op for op in operations if not (skip and op.path.startswith(skip))]
     report = FuzzReport()
-    with httpx.Client(base_url=base_url, timeout=120) as http:
+    at_most = len(operations) * 2 * examples  # fewer where there is less to draw from
+    bar = tqdm(total=at_most, desc=f"fuzzing {base_url}", unit="req", disable=not progress)
+    with bar, httpx.Client(base_url=base_url, timeout=120) as http:
 
         def send(case: Any, content: bytes | None) -> None:
             sent = {"Content-Type": case.media_type or "application/json", **(headers or {})}
@@ -100,9 +121,11 @@ def fuzz_server(
                 )  # fmt: skip
             except httpx.TransportError as error:
                 report.statuses[type(error).__name__] += 1
+                bar.update()
                 report.findings.append(Finding(operation, type(error).__name__, request, ""))
                 return
             report.statuses[response.status_code] += 1
+            bar.update()
             unusable = response.status_code >= 500 or (
                 response.status_code >= 400 and not error_message(response)
             )
@@ -110,10 +133,7 @@ def fuzz_server(
                 finding = Finding(operation, response.status_code, request, response.text[:200])
                 report.findings.append(finding)
 
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            if skip and operation.path.startswith(skip):
-                continue
+        for operation in operations:
             steered = "" if operation.path in keep_models else model
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 _fuzz_operation(operation, mode, send, examples, seed_value, steered, hostile)

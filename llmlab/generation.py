@@ -39,6 +39,10 @@ from llmlab.models import check_fits_in_memory, resolve_model
 FinishReason = Literal["stop", "length"]
 
 
+#: Temperatures below this decode greedily (vLLM's ``_SAMPLING_EPS``).
+GREEDY_BELOW = 1e-5
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to pick each next token. Checked on creation, so a typo fails before generating."""
@@ -69,7 +73,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        """Temperature 0, or so close to it that dividing the logits by it overflows to inf
+        (a fuzzer sent 1.2e-38); vLLM draws the same line at 1e-5."""
+        return self.temperature < GREEDY_BELOW
 
     def generate_kwargs(self) -> dict[str, object]:
         """The arguments ``model.generate`` expects, with sampling off when greedy."""

@@ -71,7 +71,7 @@ def ollama_compatible(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
 def fuzz(server: Server, **options: Any) -> None:
     report = fuzz_server(server.base_url, headers=server.headers, examples=FUZZ_EXAMPLES,
                          seed_value=FUZZ_SEED, **options)  # fmt: skip
-    print(f"{server.name}: {report.requests} requests, statuses {dict(report.statuses)}")
+    print(f"{server.name}: {report.summary()}, statuses {dict(report.statuses)}")
     assert report.findings == []
 
 
@@ -177,6 +177,13 @@ def test_a_body_over_the_limit_is_a_413_and_the_service_goes_on(service: Server,
         "Send a shorter prompt or fewer messages."
     )})  # fmt: skip
     assert post_raw(service, "/chat", json.dumps({"messages": CHAT, "max_tokens": 1})).is_success
+
+
+def test_a_temperature_near_zero_decodes_greedily(service: Server):
+    """Found by the fuzzer: logits divided by 1.2e-38 overflow to inf and sampling fails."""
+    body = {"prompt": "Hello", "max_tokens": 2, "temperature": 1.175494351e-38}
+    response = httpx.post(service.url("/generate"), json=body, headers=service.headers)
+    assert response.json()["usage"]["completion_tokens"] == 2
 
 
 def test_a_slow_upload_does_not_hold_up_other_clients(service: Server):

@@ -1,6 +1,10 @@
-"""Shared fixtures (one real model per test session), and a check that the run leaves no process
-behind: every process it started, however deep, carries ``LLMLAB_TEST_RUN`` in its environment,
-and any of them still alive when the session ends fails the run, by name."""
+"""Shared fixtures (one real model per test session), and two checks on the tests themselves:
+
+* a test that starts a server is marked ``server`` (``bin/test --quick`` leaves those out): an
+  unmarked test that calls ``Server.start`` fails and says so;
+* the run leaves no process behind: every process it started, however deep, carries
+  ``LLMLAB_TEST_RUN`` in its environment, and any still alive when the session ends fails the
+  run, by name."""
 
 import os
 import uuid
@@ -18,6 +22,8 @@ RUN_MARK = "LLMLAB_TEST_RUN"
 #: Servers get this long to finish stopping (a killed owner's reaper waits 10 s before SIGKILL).
 LEAK_GRACE_S = 20
 
+#: bin/test's --nbval-cell-timeout: a chapter cell that starts vLLM may take minutes.
+NOTEBOOK_CELL_TIMEOUT_S = 900
 #: The fuzz tests' budget: examples per operation and kind of request, and Hypothesis's seed.
 FUZZ_EXAMPLES = int(os.environ.get("LLMLAB_FUZZ_EXAMPLES", "15"))
 FUZZ_SEED = int(os.environ.get("LLMLAB_FUZZ_SEED", "20261130"))
@@ -27,6 +33,35 @@ os.environ[RUN_MARK] = uuid.uuid4().hex  # inherited by every process the tests 
 
 def pytest_report_header() -> str:
     return f"fuzzing: {FUZZ_EXAMPLES} examples per operation and kind, seed {FUZZ_SEED}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not isinstance(item, pytest.Function):  # a chapter's cell, run by nbval
+            item.add_marker(pytest.mark.notebook)
+            item.add_marker(pytest.mark.server)  # chapters start every kind of server
+            item.add_marker(pytest.mark.timeout(NOTEBOOK_CELL_TIMEOUT_S))
+
+
+_may_start_servers = True
+_start_server = Server.start
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _may_start_servers
+    _may_start_servers = item.get_closest_marker("server") is not None
+
+
+def _checked_start(server: Server) -> Server:
+    if not _may_start_servers:
+        raise RuntimeError(
+            f"this test starts a server ({server.name}) but is not marked: add "
+            f"`pytestmark = pytest.mark.server` to its module (bin/test --quick leaves it out)"
+        )
+    return _start_server(server)
+
+
+Server.start = _checked_start  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

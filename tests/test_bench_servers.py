@@ -21,6 +21,8 @@ from llmlab.load import openai_chat_stream, sweep
 from llmlab.prompts import sample_chats
 from llmlab.servers import free_port
 
+pytestmark = pytest.mark.server
+
 API_KEY = "sk-bench-test"
 TOKENS = 12
 

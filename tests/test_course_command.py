@@ -16,6 +16,8 @@ import pytest
 from llmlab.process_tree import stop_tree
 from llmlab.servers import free_port
 
+pytestmark = [pytest.mark.server, pytest.mark.notebook]
+
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = pwd.getpwnam("nobody")
 # A user who is not root, allowed only to look into folders it could not otherwise enter (this

@@ -7,6 +7,8 @@ import pytest
 
 from llmlab.scaleout import FailoverReport, failover_experiment, replicas, vllm_router
 
+pytestmark = pytest.mark.server
+
 CONCURRENCY = 4
 
 

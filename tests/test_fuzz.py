@@ -28,6 +28,8 @@ from llmlab.ollama import ollama_server
 from llmlab.servers import Server
 from tests.conftest import FUZZ_EXAMPLES, FUZZ_SEED, llama_servers
 
+pytestmark = pytest.mark.server
+
 API_KEY = "sk-fuzz"
 #: Operations that create, copy or delete models: the fuzzer must not make "fuzz" over.
 STORE_CHANGES = ("/api/create", "/api/copy", "/api/delete")

@@ -12,6 +12,8 @@ from llmlab.llamacpp_server import llama_server
 from llmlab.prompts import chat
 from llmlab.servers import Server
 
+pytestmark = pytest.mark.server
+
 BACKEND_KEY = "sk-backend"
 GATEWAY_KEY = "sk-gateway"
 CAPITAL = chat("What is the capital of France?")

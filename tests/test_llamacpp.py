@@ -11,6 +11,8 @@ from llmlab.llamacpp_server import llama_server
 from llmlab.prompts import chat
 from llmlab.servers import Server
 
+pytestmark = pytest.mark.server
+
 API_KEY = "sk-llama-test"
 CAPITAL = chat("What is the capital of France?")
 

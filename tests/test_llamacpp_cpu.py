@@ -15,6 +15,8 @@ from llmlab.errors import ServerStartError
 from llmlab.llamacpp_cpu import llama_server_cpu_args, record_path
 from llmlab.llamacpp_server import llama_server
 
+pytestmark = pytest.mark.server
+
 # A llama-server stand-in: answers /health and /completion like the real one. CRASH says when
 # it dies of SIGSEGV unless started with --no-repack: "start" (during its warm-up, as seen on
 # an Intel Xeon in a VM), "first-request", or "never"; EXIT makes it fail in another way.

@@ -28,6 +28,8 @@ from llmlab.prompts import SYSTEM_PROMPT, chat
 from llmlab.servers import Server, free_port
 from tests.conftest import llama_servers
 
+pytestmark = pytest.mark.server
+
 NAME = "course-assistant"
 MODELFILE = '''FROM {gguf}
 SYSTEM """You are a helpful assistant. You answer questions about geography in one short,

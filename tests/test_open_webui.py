@@ -17,6 +17,8 @@ from llmlab.models import default_gguf
 from llmlab.ollama import ollama_server
 from llmlab.servers import LOCALHOST
 
+pytestmark = [pytest.mark.server, pytest.mark.browser]
+
 
 def test_settings_keep_it_offline_and_on_the_given_backends():
     env = open_webui.environment(ollama_url="http://127.0.0.1:11434")

@@ -22,6 +22,8 @@ from llmlab.ollama.runners import Runners
 from llmlab.ollama.store import ModelStore
 from llmlab.process_tree import process_tree
 
+pytestmark = [pytest.mark.server, pytest.mark.vllm, pytest.mark.notebook]
+
 #: Starts an Ollama-compatible server and loads a model into it (one llama-server runner).
 OLLAMA_WITH_A_RUNNER = """
 import ollama

@@ -23,6 +23,8 @@ from llmlab.scaleout import (
 from llmlab.scaleout.prefix_cache import prefix_workload, summarize_cache
 from llmlab.servers import LOCALHOST, free_port
 
+pytestmark = pytest.mark.server
+
 KEY = "sk-router-test"
 PARIS = [chat("What is the capital of France?")]
 

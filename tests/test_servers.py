@@ -13,6 +13,8 @@ import pytest
 from llmlab.errors import PortInUseError, ServerStartError
 from llmlab.servers import Server, free_port, port_in_use
 
+pytestmark = pytest.mark.server
+
 HTTP_SERVER = [sys.executable, "-m", "http.server", "--bind", "{host}", "{port}"]
 # A server that starts a worker process of its own, as vLLM does.
 WITH_WORKER = [

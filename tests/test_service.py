@@ -13,6 +13,8 @@ import pytest
 from llmlab.prompts import chat
 from llmlab.servers import Server
 
+pytestmark = pytest.mark.server
+
 API_KEY = "sk-service-test"
 CAPITAL = chat("What is the capital of France?")
 

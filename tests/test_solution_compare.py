@@ -17,6 +17,9 @@ from llmlab.errors import PortInUseError
 from llmlab.servers import Server
 from solutions import compare_deployments
 
+# The whole comparison runs once, in the first test that needs it (up to 15 minutes).
+pytestmark = [pytest.mark.server, pytest.mark.vllm, pytest.mark.notebook, pytest.mark.timeout(1200)]
+
 ROOT = Path(__file__).resolve().parents[1]
 Backend, Running = compare_deployments.Backend, compare_deployments.Running
 choose, compare = compare_deployments.choose, compare_deployments.compare

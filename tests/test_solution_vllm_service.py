@@ -19,6 +19,8 @@ import pytest
 from llmlab.servers import Server
 from solutions import vllm_service
 
+pytestmark = [pytest.mark.server, pytest.mark.vllm]
+
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-solution-test"
 TOKENS = 32

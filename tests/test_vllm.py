@@ -13,6 +13,8 @@ from llmlab.prompts import chat
 from llmlab.servers import Server
 from llmlab.vllm_server import vllm_server
 
+pytestmark = [pytest.mark.server, pytest.mark.vllm]
+
 API_KEY = "sk-course-test"
 CAPITAL = chat("What is the capital of France?")
 

@@ -36,6 +36,8 @@ from llmlab.servers import LOCALHOST, Server, free_port
 from llmlab.webui.__main__ import parse_args
 from llmlab.webui.app import chat_app_server, openai_base_url
 
+pytestmark = [pytest.mark.server, pytest.mark.browser]
+
 CAPITAL = "What is the capital of France?"
 ENDLESS = "List the numbers from 1 to 1000, separated by commas."  # greedy: 1500 tokens, no end
 LOGIN = ("student", "s3cret:pass")  # a colon in the password must survive the CLI

@@ -120,9 +120,10 @@ class Sleeper(Target):
     name = "sleeper"
 
     def __init__(self):
-        self.in_flight = self.most_in_flight = 0
+        self.in_flight = self.most_in_flight = self.calls = 0
 
     async def pieces(self, request):
+        self.calls += 1
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         await asyncio.sleep(0.05)
@@ -135,8 +136,10 @@ def test_run_keeps_concurrency_and_counts_the_warm_up_out():
     target = Sleeper()
     result = asyncio.run(run(target, [[]] * 6, concurrency=2, progress=False))
     assert target.most_in_flight == 2
-    assert (result.completed, result.output_tokens) == (6, 12)
-    assert 0.14 < result.duration_s < 0.5  # three rounds of 50 ms, the warm-up not included
+    assert target.calls == 7  # the warm-up went first...
+    assert (result.completed, result.output_tokens) == (6, 12)  # ...and is not counted
+    span = max(r.chunk_times_s[-1] for r in result.records) - min(r.sent_s for r in result.records)
+    assert result.duration_s >= span >= 3 * 0.05  # three rounds of two (sleeps never end early)
 
 
 def test_run_at_a_request_rate_spaces_the_requests():

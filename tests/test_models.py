@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,10 +30,8 @@ def test_the_default_model_becomes_a_complete_transformers_folder():
 def test_later_uses_reuse_the_folder_without_converting_again():
     folder = Path(resolve_model())
     converted_at = (folder / COMPLETE_MARKER).stat().st_mtime_ns
-    started = time.perf_counter()
     assert Path(resolve_model()) == folder
-    assert time.perf_counter() - started < 1
-    assert (folder / COMPLETE_MARKER).stat().st_mtime_ns == converted_at
+    assert (folder / COMPLETE_MARKER).stat().st_mtime_ns == converted_at  # not written again
 
 
 def test_the_environment_variable_picks_a_model_and_the_argument_wins(monkeypatch, tmp_path):

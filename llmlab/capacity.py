@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from llmlab.bench.records import BenchmarkResult
+from llmlab.errors import LLMLabError
 from llmlab.hardware import BYTES_PER_PARAM, REFERENCE_MODELS, Architecture, GiB
 
 #: Tensor-parallel sizes vLLM is run with: powers of two up to one node's GPUs.
@@ -42,7 +43,7 @@ SOURCE_TABLE: tuple[tuple[str, str, tuple[float, float | None], str], ...] = (
 )
 
 
-class CapacityError(ValueError):
+class CapacityError(LLMLabError, ValueError):
     """A plan that cannot be made from what was given, with the reason."""
 
 

@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator
 
+from llmlab.errors import LLMLabError
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -39,7 +41,7 @@ DRAIN_LIMIT_BYTES = 64 << 20
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class HostileInputError(ValueError):
+class HostileInputError(LLMLabError, ValueError):
     """A request body that is not JSON a well-behaved client sends; the message says why."""
 
 

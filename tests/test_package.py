@@ -1,5 +1,7 @@
 """What importing the course package costs, and that its names are all there."""
 
+import importlib
+import pkgutil
 import subprocess
 import sys
 
@@ -26,3 +28,21 @@ def test_http_only_modules_do_not_load_pytorch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert loaded.stdout.strip() == "False", loaded.stderr
+
+
+def test_every_error_the_package_raises_is_a_course_error():
+    """``except LLMLabError`` catches whatever the course itself raises, in any module."""
+    strays = []
+    for module_info in pkgutil.walk_packages(llmlab.__path__, "llmlab."):
+        if module_info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(module_info.name)
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+                and not issubclass(value, llmlab.LLMLabError)
+            ):
+                strays.append(f"{module.__name__}.{name}")
+    assert strays == []

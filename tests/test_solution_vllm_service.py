@@ -83,7 +83,6 @@ def test_harness_throughput_agrees_with_the_servers_own_count(
         # the warm-up request is outside the window: the server counted exactly these tokens
         assert agreement.server_tokens == result.output_tokens
         assert 0.9 <= agreement.ratio <= 1.1, agreement.row()
-    assert agreements[1].result.output_throughput > agreements[0].result.output_throughput
 
     paths = vllm_service.report(agreements, tmp_path)
     printed = capsys.readouterr().out

@@ -28,6 +28,7 @@ import httpx
 from tqdm.auto import tqdm
 
 from llmlab.clients.http import LIMITS, bearer, error_message
+from llmlab.errors import LLMLabError
 from llmlab.messages import Message
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -52,7 +53,7 @@ class RequestResult:
         return self.error is None
 
 
-class RequestFailed(Exception):
+class RequestFailed(LLMLabError):
     """A request that failed for good, after any retries."""
 
     def __init__(self, message: str, attempts: int) -> None:

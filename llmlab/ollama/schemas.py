@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llmlab.errors import LLMLabError
 from llmlab.ollama.modelfile import (
     PARAMETER_TYPES,
     Modelfile,
@@ -59,7 +60,7 @@ _SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h
 UNSUPPORTED = "is not supported by this server: it runs text-only GGUF models on llama-server"
 
 
-class ApiError(Exception):
+class ApiError(LLMLabError):
     """An answer with an error status and Ollama's ``{"error": "..."}`` body."""
 
     def __init__(self, status: int, message: str) -> None:

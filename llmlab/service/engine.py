@@ -32,13 +32,14 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from llmlab.batching import LeftPaddingCollator
+from llmlab.errors import LLMLabError
 from llmlab.generation import FinishReason, LocalLLM, SamplingParams, Usage
 from llmlab.messages import Message
 
 logger = logging.getLogger(__name__)
 
 
-class QueueFullError(Exception):
+class QueueFullError(LLMLabError):
     """The engine's queue is full: try again shortly."""
 
 

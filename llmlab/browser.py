@@ -178,13 +178,16 @@ def ask_gradio(
     # The question shows up at once; the stop button replaces submit until the answer is done.
     page.get_by_test_id("user").nth(asked_before).wait_for()
     answer = page.get_by_test_id("bot").nth(asked_before)
+    # The submit button comes back when the answer is done; an error shows a toast instead (and
+    # Gradio 6 may leave the stop button up after it).
+    done = page.get_by_test_id("submit-button").or_(page.get_by_test_id("toast-body"))
+    done = done.filter(visible=True)
     if stop_after_chars is not None:
-        _wait_for_text(page, answer, stop_after_chars, timeout_s)
-        stop_gradio(page, timeout_s=timeout_s)
-    else:
-        # An error shows a toast instead (and Gradio 6 may leave the stop button up after it).
-        done = page.get_by_test_id("submit-button").or_(page.get_by_test_id("toast-body"))
-        done.first.wait_for(timeout=timeout_s * 1000)
+        # A sampled answer may also end by itself before it is that long: nothing to stop then.
+        _wait_for_text(page, answer, stop_after_chars, timeout_s, unless=done)
+        if not done.count():
+            stop_gradio(page, timeout_s=timeout_s)
+    done.first.wait_for(timeout=timeout_s * 1000)
     if not answer.count():
         raise ChatPageError(gradio_error(page) if _shows_error(page) else "No answer came.")
     return answer.inner_text()
@@ -289,10 +292,15 @@ def _shows_error(page: Page) -> bool:
     return page.get_by_test_id("toast-body").count() > 0
 
 
-def _wait_for_text(page: Page, element: Locator, chars: int, timeout_s: float) -> None:
-    """Wait until ``element`` shows at least ``chars`` characters of text."""
+def _wait_for_text(
+    page: Page, element: Locator, chars: int, timeout_s: float, *, unless: Locator
+) -> None:
+    """Wait until ``element`` shows at least ``chars`` characters of text, or ``unless`` shows."""
     deadline = time.monotonic() + timeout_s
-    while not (element.count() and len(element.inner_text()) >= chars):
+    while not (element.count() and len(element.inner_text()) >= chars) and not unless.count():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"The answer did not reach {chars} characters in {timeout_s} s.")
+            shown = element.inner_text() if element.count() else "(no answer shown)"
+            raise TimeoutError(
+                f"The answer did not reach {chars} characters in {timeout_s} s: {shown!r}"
+            )
         page.wait_for_timeout(100)

@@ -18,10 +18,10 @@ from gguf import GGUFReader, LlamaFileType
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from transformers import AutoTokenizer
 
-from llmlab import exercises
 from llmlab.errors import LLMLabError
 from llmlab.exercises import (
     ExerciseError,
+    chapter04,
     check_chat_prompt,
     check_gguf_summary,
     check_left_padding,
@@ -33,7 +33,7 @@ from llmlab.models import resolve_model
 from llmlab.service.schemas import ChatRequest as ServiceChatRequest
 from solutions import chapter_exercises as answers
 
-EXERCISES_PY = str(Path(__file__).resolve().parents[1] / "llmlab" / "exercises.py")
+EXERCISES = str(Path(__file__).resolve().parents[1] / "llmlab" / "exercises")
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +119,10 @@ def test_a_student_function_that_raises_gets_the_case_and_its_own_traceback(toke
         check_chat_prompt(build_prompt, tokenizer)
     except ExerciseError as error:
         assert isinstance(error.__cause__, KeyError)
-        assert EXERCISES_PY not in _frame_files(error.__cause__.__traceback__)
+        assert not any(f.startswith(EXERCISES) for f in _frame_files(error.__cause__.__traceback__))
         shown = "\n".join(error._render_traceback_())  # what Jupyter prints
     assert "in build_prompt" in shown and "KeyError: 'text'" in shown
-    assert EXERCISES_PY not in shown
+    assert EXERCISES not in shown
     assert shown.splitlines()[-1].startswith("ExerciseError: build_prompt, on a chat with one")
 
 
@@ -340,7 +340,7 @@ def test_a_lambda_is_called_your_function():
 def tiny_llama(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf"
     tensors = {"Q4_1": 5, "Q8_0": 1, "F32": 3}
-    return str(exercises._write_gguf(path, "llama", 8192, "MOSTLY_Q4_1", tensors))
+    return str(chapter04._write_gguf(path, "llama", 8192, "MOSTLY_Q4_1", tensors))
 
 
 def test_reference_describe_gguf_passes_on_the_course_file(capsys):

@@ -8,8 +8,9 @@ router experiment or an HTTP client that imports ``llmlab.webui`` or ``llmlab.sc
 not pay for them.
 """
 
-from importlib import import_module
 from importlib.metadata import version
+
+from llmlab.lazy import lazy_exports
 
 __version__ = version("llmlab")
 
@@ -38,14 +39,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> object:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'llmlab' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

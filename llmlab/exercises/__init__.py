@@ -22,7 +22,7 @@ One module per chapter (``chapter01`` ... ``chapter06``), imported when its chec
 used: the HTTP and file checkers of chapters 03-06 do not load PyTorch.
 """
 
-from importlib import import_module
+from llmlab.lazy import lazy_exports
 
 #: Each checker, and the module it lives in.
 _EXPORTS = {
@@ -37,14 +37,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> object:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'llmlab.exercises' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
@@ -24,10 +23,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from httpx_sse import aconnect_sse
 
 from llmlab.bench.records import BenchmarkError, RequestRecord
 from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
+from llmlab.clients.streaming import StreamError, andjson, asse_json
 from llmlab.messages import Message
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ class Piece:
 
 def error_text(error: BaseException) -> str:
     """One line that says why a request failed."""
-    if isinstance(error, BenchmarkError):
+    if isinstance(error, BenchmarkError | StreamError):  # already says what happened
         return str(error)
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
@@ -156,25 +155,17 @@ class HttpTarget(Target):
 
     async def sse(self, path: str, body: dict) -> AsyncIterator[dict]:
         """A streamed request answered with Server-Sent Events; each event's JSON."""
-        async with aconnect_sse(
-            self.client, "POST", path, json=body, headers=stream_headers()
-        ) as source:
-            await _check(source.response)
-            async for event in source.aiter_sse():
-                if event.data == "[DONE]":
-                    return
-                yield json.loads(event.data)
+        async with self.client.stream("POST", path, json=body, headers=stream_headers()) as answer:
+            await _check(answer)
+            async for chunk in asse_json(answer):
+                yield chunk
 
     async def ndjson(self, path: str, body: dict) -> AsyncIterator[dict]:
         """A streamed request answered with one JSON object a line (Ollama's native API)."""
         async with self.client.stream("POST", path, json=body, headers=stream_headers()) as answer:
             await _check(answer)
-            async for line in answer.aiter_lines():
-                if line.strip():
-                    chunk = json.loads(line)
-                    if "error" in chunk:  # Ollama reports a failure mid-stream this way
-                        raise BenchmarkError(f"error in the stream: {chunk['error']}")
-                    yield chunk
+            async for chunk in andjson(answer):
+                yield chunk
 
 
 async def _check(response: httpx.Response) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
+
+if TYPE_CHECKING:
+    import requests
 
 #: Drop idle keep-alive connections after 1 s. llama-server (cpp-httplib) closes them after 5 s,
 #: httpx after 5 s too: with equal timeouts a request can go out on a connection the server is
@@ -10,13 +15,17 @@ import httpx
 LIMITS = httpx.Limits(keepalive_expiry=1.0)
 
 
-def error_message(response: httpx.Response) -> str:
-    """The server's own words about an error, whichever shape it uses: OpenAI-style
-    ``{"error": {"message": ...}}`` (vLLM, llama-server), ``{"error": "..."}`` (Ollama), or text."""
+def error_message(response: httpx.Response | requests.Response) -> str:
+    """The server's own words about an error answer (an ``httpx`` or ``requests`` response)."""
     try:
-        body = response.json()
+        return error_text(response.json())
     except ValueError:
         return response.text[:300]
+
+
+def error_text(body: object) -> str:
+    """The message of an error body, whichever shape it uses: OpenAI-style
+    ``{"error": {"message": ...}}`` (vLLM, llama-server), ``{"error": "..."}`` (Ollama), or text."""
     error = body.get("error", body) if isinstance(body, dict) else body
     if isinstance(error, dict):
         return str(error.get("message") or error)[:300]

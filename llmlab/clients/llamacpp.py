@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal, overload
 
 import httpx
-from httpx_sse import connect_sse
 
 from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
+from llmlab.clients.streaming import sse_json
 from llmlab.errors import LLMLabError
 from llmlab.messages import Message, validate_messages
 
@@ -111,12 +111,11 @@ class LlamaCppClient:
         return _checked(self._http.post(path, json=body)).json()
 
     def _stream(self, path: str, body: dict) -> Iterator[dict]:
-        with connect_sse(self._http, "POST", path, json=body, headers=stream_headers()) as source:
-            if source.response.is_error:
-                source.response.read()
-                _checked(source.response)
-            for event in source.iter_sse():
-                yield event.json()
+        with self._http.stream("POST", path, json=body, headers=stream_headers()) as response:
+            if response.is_error:
+                response.read()
+                _checked(response)
+            yield from sse_json(response)
 
 
 def _checked(response: httpx.Response) -> httpx.Response:

@@ -18,12 +18,13 @@ embed...) use the official ``ollama`` package; this client shows what goes over 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import requests
 
+from llmlab.clients.http import error_message
+from llmlab.clients.streaming import StreamError, ndjson
 from llmlab.errors import LLMLabError
 
 
@@ -148,13 +149,10 @@ class OllamaClient:
         with self._request("POST", path, body, stream=True) as response:
             if not response.ok:
                 self._checked(response)
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                piece = json.loads(line)
-                if "error" in piece:
-                    raise OllamaError(response.status_code, piece["error"])
-                yield piece
+            try:
+                yield from ndjson(response.iter_lines())
+            except StreamError as error:  # Ollama's {"error": ...} line, after its 200
+                raise OllamaError(response.status_code, str(error)) from None
 
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, stream: bool = False
@@ -173,9 +171,5 @@ class OllamaClient:
     @staticmethod
     def _checked(response: requests.Response) -> dict:
         if not response.ok:
-            try:
-                message = response.json().get("error", response.text)
-            except ValueError:
-                message = response.text
-            raise OllamaError(response.status_code, str(message)[:300])
+            raise OllamaError(response.status_code, error_message(response))
         return response.json()

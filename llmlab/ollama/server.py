@@ -36,6 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from llmlab.clients.http import error_message
+from llmlab.clients.streaming import StreamError, asse_json
 from llmlab.errors import LLMLabError
 from llmlab.ollama.modelfile import (
     ModelfileError,
@@ -314,13 +315,11 @@ async def _complete(
 
     async def chunks() -> AsyncIterator[dict[str, Any]]:
         try:
-            async for line in upstream.aiter_lines():
-                if line.startswith("data: "):
-                    piece = json.loads(line.removeprefix("data: "))
-                    if piece.get("content"):
-                        yield reply.chunk(piece["content"])
-                    if piece.get("stop"):
-                        yield reply.final(piece)
+            async for piece in asse_json(upstream):
+                if piece.get("content"):
+                    yield reply.chunk(piece["content"])
+                if piece.get("stop"):
+                    yield reply.final(piece)
         finally:
             with anyio.CancelScope(shield=True):  # runs even when the client has gone away
                 await upstream.aclose()  # closing the stream cancels the generation upstream
@@ -383,7 +382,7 @@ async def _ndjson(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]
     try:
         async for chunk in chunks:
             yield json.dumps(chunk).encode() + b"\n"
-    except (ApiError, httpx.HTTPError) as error:  # the status has gone out: say it in the stream
+    except (ApiError, httpx.HTTPError, StreamError) as error:  # the status has gone out
         message = error.message if isinstance(error, ApiError) else _upstream_failure(error)
         yield json.dumps({"error": message}).encode() + b"\n"
 
@@ -415,7 +414,7 @@ async def _upstream_json(runner: Runner, path: str, payload: dict[str, Any]) -> 
     return response.json()
 
 
-def _upstream_failure(error: httpx.HTTPError) -> str:
+def _upstream_failure(error: httpx.HTTPError | StreamError) -> str:
     return f"llama-server stopped answering ({type(error).__name__}: {error}); see its log"
 
 

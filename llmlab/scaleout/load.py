@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from llmlab.clients.http import LIMITS, error_message, stream_headers
+from llmlab.clients.streaming import StreamError, asse_json
 from llmlab.messages import Message
 from llmlab.prompts import sample_chats
 from llmlab.scaleout.replicas import replica_work
@@ -86,28 +87,15 @@ async def ask(
                 return answer
             answer.first_byte_s = time.perf_counter()
             if stream:
-                async for line in response.aiter_lines():
-                    _read_event(answer, line)
+                async for chunk in asse_json(response):
+                    _read_chunk(answer, chunk, done=False)
             else:
                 _read_chunk(answer, json.loads(await response.aread()), done=True)
         if not answer.finished:
             answer.error = "the answer ended before it was complete"
-    except (httpx.HTTPError, ValueError) as error:
+    except (httpx.HTTPError, ValueError, StreamError) as error:
         answer.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return answer
-
-
-def _read_event(answer: Answer, line: str) -> None:
-    if not line.startswith("data:"):
-        return
-    data = line.removeprefix("data:").strip()
-    if data == "[DONE]":
-        answer.finished = True
-        return
-    chunk = json.loads(data)
-    if "error" in chunk:
-        raise ValueError(f"error in the stream: {chunk['error']}")
-    _read_chunk(answer, chunk, done=False)
 
 
 def _read_chunk(answer: Answer, chunk: dict, *, done: bool) -> None:
@@ -122,7 +110,8 @@ def _read_chunk(answer: Answer, chunk: dict, *, done: bool) -> None:
     if usage:
         answer.prompt_tokens = usage.get("prompt_tokens")
         answer.cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-    answer.finished = answer.finished or done
+    # A stream is complete once a choice says why it ended (the usage chunk may follow).
+    answer.finished = answer.finished or done or bool(choice.get("finish_reason"))
 
 
 async def ask_all(

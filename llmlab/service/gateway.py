@@ -13,13 +13,12 @@ stop generating for it.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import httpx
-from httpx_sse import aconnect_sse
 from transformers import AutoTokenizer
 
 from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
+from llmlab.clients.streaming import StreamError, asse_json
 from llmlab.generation import SamplingParams, Usage, encode_prompt
 from llmlab.messages import Message
 from llmlab.models import resolve_model
@@ -88,18 +87,13 @@ class BackendEngine:
             body["seed"] = params.seed
         usage, finish_reason = Usage(len(request.prompt_ids), 0), "stop"
         try:
-            async with aconnect_sse(
-                self._http, "POST", "/completions", json=body, headers=stream_headers()
-            ) as source:
-                if source.response.is_error:
-                    await source.response.aread()
-                    raise httpx.HTTPError(
-                        f"{source.response.status_code} {error_message(source.response)}"
-                    )
-                async for event in source.aiter_sse():
-                    if event.data == "[DONE]":
-                        break
-                    chunk = json.loads(event.data)
+            async with self._http.stream(
+                "POST", "/completions", json=body, headers=stream_headers()
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise httpx.HTTPError(f"{response.status_code} {error_message(response)}")
+                async for chunk in asse_json(response):
                     for choice in chunk.get("choices") or []:
                         if choice.get("text"):
                             request.publish(TextDelta(choice["text"]))
@@ -108,7 +102,7 @@ class BackendEngine:
                         counts = chunk["usage"]
                         usage = Usage(counts["prompt_tokens"], counts["completion_tokens"])
             request.publish(Finished(usage, "length" if finish_reason == "length" else "stop"))
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, StreamError) as error:
             request.publish(Finished(usage, "stop", error=f"the backend failed: {error}"))
         finally:
             self._in_flight -= 1

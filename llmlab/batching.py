@@ -110,7 +110,7 @@ def generate_batch(
         batch_sampler=batches,
         collate_fn=LeftPaddingCollator(llm.pad_token_id, padding_side),
     )
-    results: list[GenerationResult | None] = [None] * len(prompts)
+    results: dict[int, GenerationResult] = {}
     for batch in tqdm(loader, desc="Batches", unit="batch", disable=not progress):
         indices = batch.pop("index").tolist()
         output = llm.generate_tokens(batch, params)
@@ -120,7 +120,7 @@ def generate_batch(
             results[index] = llm.result_from_tokens(
                 prompt_tokens, output[row, width:], params.max_new_tokens
             )
-    return results
+    return [results[index] for index in range(len(prompts))]
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, TypeVar
 from llmlab.errors import LLMLabError
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Locator, Page, ViewportSize
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ CHROMIUM_ARGS = (
 )
 
 #: A laptop-sized window: screenshots read well in a notebook and on a slide.
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 
 
 class ChromiumNotFoundError(LLMLabError, FileNotFoundError):
@@ -97,9 +97,7 @@ def find_chromium() -> str:
 
 
 @contextmanager
-def browser_page(
-    *, timeout_s: float = 30, viewport: dict[str, int] | None = None
-) -> Iterator[Page]:
+def browser_page(*, timeout_s: float = 30, viewport: ViewportSize | None = None) -> Iterator[Page]:
     """A fresh page in a headless Chromium, closed (with the browser) on exit.
 
     ``timeout_s`` is how long each Playwright action waits for its element. Use it in the
@@ -119,7 +117,7 @@ def browser_page(
 
 
 def in_browser(
-    visit: Callable[[Page], T], *, timeout_s: float = 30, viewport: dict[str, int] | None = None
+    visit: Callable[[Page], T], *, timeout_s: float = 30, viewport: ViewportSize | None = None
 ) -> T:
     """Open a ``browser_page``, call ``visit(page)`` and return what it returns, in a worker
     thread: the way to use the browser from a notebook cell, where an asyncio loop runs."""

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core import NotSet
+from schemathesis.core.result import Err
 from tqdm.auto import tqdm
 
 #: Values a client could put in any field, written into the body as raw JSON.
@@ -102,7 +103,11 @@ def fuzz_server(
     stopping at "model not found" (not for the operations in ``keep_models``, which would
     change or delete it). Operations whose path starts with one of ``skip`` are left out."""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        if isinstance(result, Err):  # an operation the schema does not describe fully
+            raise result.err()
+        operations.append(result.ok())
     operations = [op for op in operations if not (skip and op.path.startswith(skip))]
     report = FuzzReport()
     at_most = len(operations) * 2 * examples  # fewer where there is less to draw from

@@ -14,11 +14,11 @@ What changed from the source chapter, and why:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import torch
 from transformers import (
@@ -214,7 +214,7 @@ class LocalLLM:
         *,
         stream: Literal[True],
         **overrides: object,
-    ) -> Iterator[StreamChunk]: ...
+    ) -> Generator[StreamChunk, None, None]: ...
     def generate(
         self,
         prompt: str,
@@ -222,7 +222,7 @@ class LocalLLM:
         *,
         stream: bool = False,
         **overrides: object,
-    ) -> GenerationResult | Iterator[StreamChunk]:
+    ) -> GenerationResult | Generator[StreamChunk, None, None]:
         """Continue ``prompt`` as plain text (no chat template): a base-model style completion.
 
         ``overrides`` are ``SamplingParams`` fields, e.g. ``temperature=0``.
@@ -248,7 +248,7 @@ class LocalLLM:
         *,
         stream: Literal[True],
         **overrides: object,
-    ) -> Iterator[StreamChunk]: ...
+    ) -> Generator[StreamChunk, None, None]: ...
     def chat(
         self,
         messages: Sequence[Message],
@@ -256,7 +256,7 @@ class LocalLLM:
         *,
         stream: bool = False,
         **overrides: object,
-    ) -> GenerationResult | Iterator[StreamChunk]:
+    ) -> GenerationResult | Generator[StreamChunk, None, None]:
         """Answer the last message of a chat, formatted by the model's own chat template."""
         messages = validate_messages(messages)  # a bare string here is a mistake, not a prompt
         return self._run(self.encode(messages), sampling_params(params, overrides), stream)
@@ -273,7 +273,7 @@ class LocalLLM:
             return self.model.generate(**self.generation_kwargs(inputs, params))
 
     def result_from_tokens(
-        self, prompt_tokens: int, new_tokens: Sequence[int], max_new_tokens: int
+        self, prompt_tokens: int, new_tokens: Sequence[int] | torch.Tensor, max_new_tokens: int
     ) -> GenerationResult:
         """Decode what the model wrote, up to and including its first stop token (in a batch,
         rows that stopped early are padded after it)."""
@@ -290,7 +290,7 @@ class LocalLLM:
 
     def generation_kwargs(
         self, inputs: dict[str, torch.Tensor], params: SamplingParams
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         """Everything ``model.generate`` needs for a (possibly padded) batch under ``params``."""
         if params.seed is not None:
             torch.manual_seed(params.seed)
@@ -299,7 +299,7 @@ class LocalLLM:
 
     def _run(
         self, prompt_ids: list[int], params: SamplingParams, stream: bool
-    ) -> GenerationResult | Iterator[StreamChunk]:
+    ) -> GenerationResult | Generator[StreamChunk, None, None]:
         inputs = {"input_ids": torch.tensor([prompt_ids])}
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
         if stream:
@@ -309,7 +309,9 @@ class LocalLLM:
             len(prompt_ids), output[len(prompt_ids) :], params.max_new_tokens
         )
 
-    def _stream(self, kwargs: dict[str, object], prompt_tokens: int) -> Iterator[StreamChunk]:
+    def _stream(
+        self, kwargs: dict[str, Any], prompt_tokens: int
+    ) -> Generator[StreamChunk, None, None]:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         abandoned = threading.Event()
         outputs: list[torch.Tensor] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import psutil
 
@@ -73,7 +73,7 @@ class Architecture:
     head_dim: int
 
     @classmethod
-    def from_config(cls, config: object, num_params: float) -> Architecture:
+    def from_config(cls, config: Any, num_params: float) -> Architecture:
         """Read a Transformers config (grouped-query models have fewer KV heads than heads)."""
         heads = config.num_attention_heads
         return cls(

@@ -87,7 +87,7 @@ def cpu_identity() -> str:
 
 
 def _check(server: Path, record: Path) -> None:
-    crashes = []
+    crashes: list[int] = []
     for args in CANDIDATES:
         returncode = _answers(server, args)
         if returncode is None:
@@ -130,14 +130,15 @@ def _answers(server: Path, args: tuple[str, ...]) -> int | None:
         return None
     except httpx.HTTPError:
         try:
-            probe.process.wait(10)
+            probe.started_process.wait(10)
         except subprocess.TimeoutExpired:  # still running: it failed some other way
             raise ServerStartError(
                 f"llama-server started but did not answer a first request. Its log "
                 f"({probe.log_path}):\n{probe.log_tail()}"
             ) from None
-        if probe.process.returncode < 0:
-            return probe.process.returncode
+        returncode = probe.started_process.returncode
+        if returncode is not None and returncode < 0:
+            return returncode
         raise
     finally:
         probe.stop()

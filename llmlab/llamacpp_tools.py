@@ -21,6 +21,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from filelock import FileLock
 from tqdm.auto import tqdm
@@ -99,8 +100,8 @@ def _complete(target: Path) -> bool:
 
 def _build(target: Path) -> None:
     log_path = target / "build.log"
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, log_path.open("a") as log:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory(dir=target.parent) as temporary, log_path.open("a") as log:
+        scratch = Path(temporary)
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
               SOURCE_PACKAGE, "-d", str(scratch)], log)  # fmt: skip
         archive = next(scratch.glob("llama_cpp_python-*.tar.gz"))
@@ -125,7 +126,7 @@ def _build(target: Path) -> None:
             copy(source / name, target / "source" / name)
 
 
-def _compile_with_progress(build: Path, log) -> None:
+def _compile_with_progress(build: Path, log: TextIO) -> None:
     jobs = str(os.cpu_count() or 2)
     command = ["cmake", "--build", str(build), "--config", "Release", "-j", jobs,
                "--target", *BINARIES]  # fmt: skip
@@ -135,7 +136,7 @@ def _compile_with_progress(build: Path, log) -> None:
         ) as proc,
         tqdm(total=100, desc="Compiling llama.cpp", unit="%") as bar,
     ):
-        for line in proc.stdout:
+        for line in proc.stdout or ():
             log.write(line)
             percent = re.match(r"\[\s*(\d+)%\]", line)
             if percent:

@@ -186,7 +186,7 @@ def main() -> None:
     with server:
         print(f"Open WebUI: {server.base_url} (Ctrl-C stops it)")
         with contextlib.suppress(KeyboardInterrupt):
-            server.process.wait()
+            server.started_process.wait()
 
 
 if __name__ == "__main__":

@@ -53,32 +53,31 @@ class _Client:
     def forget(self, pid: int) -> None:
         with self._lock:
             self._watched.discard(pid)
-            if self._running:
+            if self._live_process():
                 self._send(f"forget {pid}")
 
     @property
     def pid(self) -> int | None:
         """The reaper's process id, once one runs for this process."""
-        return self._process.pid if self._running else None
+        process = self._live_process()
+        return process.pid if process else None
 
-    @property
-    def _running(self) -> bool:
-        """A reaper started by this process (not inherited through a fork) is alive."""
-        alive = self._process is not None and self._process.poll() is None
-        return alive and self._owner == os.getpid()
+    def _live_process(self) -> subprocess.Popen[bytes] | None:
+        """The reaper this process started (not one inherited through a fork), if it is alive."""
+        process = self._process
+        if process is not None and process.poll() is None and self._owner == os.getpid():
+            return process
+        return None
 
     def _send(self, line: str) -> None:
         for _ in range(2):  # a reaper that was killed is replaced, and told all it must know
-            if not self._running:
-                self._start()
             try:
-                self._process.stdin.write(f"{line}\n".encode())
-                self._process.stdin.flush()
+                _write(self._live_process() or self._start(), f"{line}\n")
                 return
             except (BrokenPipeError, OSError):
                 self._process = None
 
-    def _start(self) -> None:
+    def _start(self) -> subprocess.Popen[bytes]:
         self._owner = os.getpid()
         self._watched = {pid for pid in self._watched if psutil.pid_exists(pid)}
         self._process = subprocess.Popen(
@@ -87,9 +86,14 @@ class _Client:
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C or killpg aimed at the owner's group spares it
         )
-        for pid in self._watched:
-            self._process.stdin.write(f"watch {pid}\n".encode())
-        self._process.stdin.flush()
+        _write(self._process, "".join(f"watch {pid}\n" for pid in self._watched))
+        return self._process
+
+
+def _write(process: subprocess.Popen[bytes], text: str) -> None:
+    assert process.stdin is not None  # started with stdin=PIPE
+    process.stdin.write(text.encode())
+    process.stdin.flush()
 
 
 _client = _Client()

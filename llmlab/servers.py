@@ -107,6 +107,13 @@ class Server:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def started_process(self) -> subprocess.Popen[bytes]:
+        """``process``, for code that runs after ``start`` (an error before it)."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} has not been started: call start() first")
+        return self.process
+
     def start(self) -> Server:
         """Start the process and block until its health endpoint answers 200."""
         if self.running:
@@ -179,9 +186,10 @@ class Server:
             while True:
                 elapsed = time.monotonic() - started
                 bar.update(int(elapsed) - bar.n)
-                if self.process.poll() is not None:
+                code = self.started_process.poll()
+                if code is not None:
                     raise ServerStartError(
-                        f"{self.name} exited with code {self.process.returncode} before it was "
+                        f"{self.name} exited with code {code} before it was "
                         f"ready. The end of its log ({self.log_path}):\n{self.log_tail()}"
                     )
                 if elapsed > self.startup_timeout_s:

@@ -148,8 +148,9 @@ class BenchmarkResult:
 
     def to_dict(self, *, records: bool = False) -> dict[str, object]:
         """The result as plain JSON-ready data (NaN as None); ``records`` adds every request."""
-        data = {name: value for name, value in asdict(self).items() if name != "records"}
-        data = json_ready(data | {"errors": list(self.errors)})
+        fields = {name: value for name, value in asdict(self).items() if name != "records"}
+        data = {key: json_ready(value) for key, value in fields.items()}
+        data["errors"] = list(self.errors)
         if records:
             data["records"] = [asdict(record) for record in self.records]
         return data

@@ -196,8 +196,13 @@ class OpenAIChat(HttpTarget):
         self.streams = stream
 
     async def pieces(self, request: Sequence[Message]) -> AsyncIterator[Piece]:
-        body = {"model": self.model, "messages": list(request), "temperature": 0,
-                "max_tokens": self.max_tokens, "ignore_eos": self.ignore_eos}  # fmt: skip
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(request),
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+            "ignore_eos": self.ignore_eos,
+        }
         if not self.streams:
             answer = await self.post("/chat/completions", body)
             yield _usage_piece(answer.get("usage"), answer["choices"][0]["message"]["content"])
@@ -301,12 +306,13 @@ class InProcess(Target):
 
     async def pieces(self, request: Sequence[Message]) -> AsyncIterator[Piece]:
         stream = self.llm.chat(request, self.params, stream=True)
-        end = object()
         try:
-            while (chunk := await asyncio.to_thread(next, stream, end)) is not end:
+            while (chunk := await asyncio.to_thread(next, stream, None)) is not None:
                 usage = chunk.usage  # only in the last chunk
                 yield Piece(
-                    chunk.text, usage and usage.completion_tokens, usage and usage.prompt_tokens
+                    chunk.text,
+                    usage.completion_tokens if usage else None,
+                    usage.prompt_tokens if usage else None,
                 )
         finally:  # stop the model if the reader gave up (still running if we were cancelled)
             with contextlib.suppress(ValueError):  # "generator already executing"

@@ -110,6 +110,7 @@ class AsyncBatchClient:
     async def _send(
         self, prompt: str | Sequence[Message], params: dict[str, Any]
     ) -> tuple[dict[str, Any], int]:
+        body: dict[str, Any]
         if isinstance(prompt, str):
             path, body = "/completions", {"prompt": prompt}
         else:

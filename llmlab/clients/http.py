@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import httpx
-
-if TYPE_CHECKING:
-    import requests
 
 #: Drop idle keep-alive connections after 1 s. llama-server (cpp-httplib) closes them after 5 s,
 #: httpx after 5 s too: with equal timeouts a request can go out on a connection the server is
@@ -15,8 +12,17 @@ if TYPE_CHECKING:
 LIMITS = httpx.Limits(keepalive_expiry=1.0)
 
 
-def error_message(response: httpx.Response | requests.Response) -> str:
-    """The server's own words about an error answer (an ``httpx`` or ``requests`` response)."""
+class ErrorAnswer(Protocol):
+    """An HTTP response of any client the course uses (httpx, requests, the openai package's)."""
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+def error_message(response: ErrorAnswer) -> str:
+    """The server's own words about an error answer."""
     try:
         return error_text(response.json())
     except ValueError:

@@ -52,6 +52,8 @@ class LlamaCppClient:
     def generate(self, prompt: str, *, stream: Literal[False] = ..., **options: Any) -> dict: ...
     @overload
     def generate(self, prompt: str, *, stream: Literal[True], **options: Any) -> Iterator[dict]: ...
+    @overload
+    def generate(self, prompt: str, *, stream: bool, **options: Any) -> dict | Iterator[dict]: ...
     def generate(
         self, prompt: str, *, stream: bool = False, **options: Any
     ) -> dict | Iterator[dict]:
@@ -80,6 +82,10 @@ class LlamaCppClient:
     def chat(
         self, messages: Sequence[Message], *, stream: Literal[True], **options: Any
     ) -> Iterator[dict]: ...
+    @overload
+    def chat(
+        self, messages: Sequence[Message], *, stream: bool, **options: Any
+    ) -> dict | Iterator[dict]: ...
     def chat(
         self, messages: Sequence[Message], *, stream: bool = False, **options: Any
     ) -> dict | Iterator[dict]:

@@ -35,7 +35,7 @@ def check_serving_metrics(metrics: Callable[[float, list[float], int], dict]) ->
             f"{name}, on {case} "
             f"(sent_s={sent_s}, chunk_times_s={chunk_times_s}, output_tokens={tokens})"
         )
-        hints = {}
+        hints: dict[type[BaseException], str] = {}
         if tokens == 1:
             hints[ZeroDivisionError] = (
                 "A one-token answer has no tokens after the first, so it has no TPOT: return "

@@ -72,7 +72,7 @@ def _check_one_gguf(describe_gguf: Callable[[str], dict], where: str, path: Path
     summary = read_gguf(path)
     architecture = summary.metadata["general.architecture"]
     key = f"{architecture}.context_length"
-    hints = {
+    hints: dict[type[BaseException], str] = {
         KeyError: (
             "A GGUF file has the keys its header lists (print(list(reader.fields)) shows them). "
             f"This one's architecture is {architecture!r}, so its context length is under "
@@ -208,7 +208,7 @@ def _context_length_problem(got: int, summary: GGUFSummary) -> str | None:
 def _quantization_problem(got: str | int, summary: GGUFSummary) -> str | None:
     number = summary.metadata.get("general.file_type")
     expected = _quantization_name(summary)
-    if _is_integer(got):
+    if not isinstance(got, str):  # an int: _raw_gguf_value let only ints through
         got = int(got)
         if got == number:
             return (
@@ -230,8 +230,8 @@ def _quantization_problem(got: str | int, summary: GGUFSummary) -> str | None:
         )
     source = (
         f"general.file_type is {number}, and gguf.LlamaFileType({number}).name is "
-        f"{_file_type_name(number)!r}"
-        if number is not None
+        f"{_file_type_name(int(number))!r}"
+        if isinstance(number, Integral)
         else "this file has no general.file_type"
     )
     return (

@@ -493,7 +493,7 @@ def _show(model: StoredModel) -> dict[str, Any]:
         "capabilities": ["completion"],
         "modified_at": model.modified_at,
     }
-    extras = {"system": model.system, "license": "\n".join(model.license)}
+    extras: dict[str, Any] = {"system": model.system, "license": "\n".join(model.license)}
     extras["messages"] = model.messages
     return shown | {key: value for key, value in extras.items() if value}
 

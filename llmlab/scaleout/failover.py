@@ -96,7 +96,8 @@ async def failover_experiment(
                                model=router.model or "default", max_tokens=max_tokens,
                                stream=stream, headers=router.headers)  # fmt: skip
             answers.append(answer)
-            if answer.replica == dead.model and "restart" in timeline and answer.ok:
+            back = answer.replica == dead.model and "restart" in timeline and answer.ok
+            if back and answer.first_byte_s is not None:
                 timeline.setdefault("traffic", answer.first_byte_s)
                 done.set()
             i += concurrency

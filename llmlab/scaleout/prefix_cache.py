@@ -93,7 +93,7 @@ class CacheResult:
 def summarize_cache(policy: str, answers: Sequence[Answer], duration_s: float) -> CacheResult:
     """Add up the answers of one run."""
     done = [a for a in answers if a.ok and a.ttft_s is not None]
-    ttfts = sorted(a.ttft_s for a in done)
+    ttfts = sorted(a.ttft_s for a in done if a.ttft_s is not None)
     return CacheResult(
         policy=policy,
         requests=len(answers),

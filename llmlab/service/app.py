@@ -61,6 +61,7 @@ from llmlab.service.schemas import (
     OpenAIChatRequest,
     OpenAICompletionRequest,
     Sampling,
+    UsageBody,
 )
 from llmlab.settings import model_setting
 
@@ -113,6 +114,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     def load() -> None:
         try:
+            engine: InferenceEngine
             if settings.backend_url:
                 engine = BackendEngine(
                     settings.backend_url,
@@ -152,7 +154,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     def invalid_body(request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": validation_errors(error.errors())}, status_code=422)
+        return JSONResponse({"detail": validation_errors(list(error.errors()))}, status_code=422)
 
     def engine() -> InferenceEngine:
         if engines:
@@ -298,7 +300,7 @@ def _usage(finished: Finished) -> dict[str, int]:
 
 def _response(text: str, finished: Finished) -> GenerationResponse:
     return GenerationResponse(
-        text=text, finish_reason=finished.finish_reason, usage=_usage(finished)
+        text=text, finish_reason=finished.finish_reason, usage=UsageBody(**_usage(finished))
     )
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from llmlab.generation import LocalLLM
 
 app = FastAPI(title="LLM API Server (the source chapter's version)")
-llm: LocalLLM | None = None
+llm: LocalLLM  # loaded at startup, before the first request
 
 
 class ChatMessage(BaseModel):

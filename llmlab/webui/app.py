@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import gradio as gr
-import httpx
 import openai
 
 from llmlab.clients.http import error_message
@@ -29,7 +28,7 @@ from llmlab.prompts import SYSTEM_PROMPT
 from llmlab.servers import LOCALHOST, Server
 
 #: Connecting fails fast when the server is down; a reply may take long on a slow machine.
-TIMEOUT = httpx.Timeout(120, connect=5)
+TIMEOUT = openai.Timeout(120, connect=5)  # the client's own class (its HTTP stack's)
 
 #: Answers 200 once the page is served: the chat, or the login form under ``auth`` (where
 #: ``/config`` and the API answer 401). Checked on Gradio 6.
@@ -134,7 +133,7 @@ def build_chat_app(
         Gradio closes this generator when the user presses Stop; leaving the ``with`` block then
         closes the stream's HTTP connection, which is how the server learns to stop generating.
         """
-        messages = [{"role": "system", "content": system}] if system.strip() else []
+        messages: list[Any] = [{"role": "system", "content": system}] if system.strip() else []
         messages += [{"role": m["role"], "content": as_text(m["content"])} for m in history]
         messages.append({"role": "user", "content": message})
         answer = ""

@@ -11,7 +11,7 @@ key, has a timeout, and turns an error answer into an exception that carries the
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypedDict, overload
 
 import httpx
 
@@ -27,6 +27,23 @@ class LlamaCppError(LLMLabError, RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"llama-server answered {status}: {message}")
         self.status = status
+
+
+class Completion(TypedDict, total=False):
+    """llama-server's ``/completion`` answer, or one streamed piece of it (a dict, typed).
+
+    A piece has ``content`` (and ``stop: false``); the whole answer, or the last piece, has
+    ``stop: true``, why it stopped, the token counts and the timings in milliseconds."""
+
+    content: str
+    stop: bool
+    #: "eos" (the model ended its turn), "limit" (``n_predict`` reached), "word" (a stop word).
+    stop_type: str
+    tokens_predicted: int
+    tokens_evaluated: int
+    #: ``prompt_ms``, ``predicted_ms``, ``predicted_per_second``...
+    timings: dict[str, float]
+    model: str
 
 
 class LlamaCppClient:
@@ -49,14 +66,20 @@ class LlamaCppClient:
         self._http.close()
 
     @overload
-    def generate(self, prompt: str, *, stream: Literal[False] = ..., **options: Any) -> dict: ...
+    def generate(
+        self, prompt: str, *, stream: Literal[False] = ..., **options: Any
+    ) -> Completion: ...
     @overload
-    def generate(self, prompt: str, *, stream: Literal[True], **options: Any) -> Iterator[dict]: ...
+    def generate(
+        self, prompt: str, *, stream: Literal[True], **options: Any
+    ) -> Iterator[Completion]: ...
     @overload
-    def generate(self, prompt: str, *, stream: bool, **options: Any) -> dict | Iterator[dict]: ...
+    def generate(
+        self, prompt: str, *, stream: bool, **options: Any
+    ) -> Completion | Iterator[Completion]: ...
     def generate(
         self, prompt: str, *, stream: bool = False, **options: Any
-    ) -> dict | Iterator[dict]:
+    ) -> Completion | Iterator[Completion]:
         """``POST /completion``: continue ``prompt`` as it is.
 
         ``options`` are llama-server's own names: ``n_predict`` (not ``max_tokens``),
@@ -77,18 +100,18 @@ class LlamaCppClient:
     @overload
     def chat(
         self, messages: Sequence[Message], *, stream: Literal[False] = ..., **options: Any
-    ) -> dict: ...
+    ) -> Completion: ...
     @overload
     def chat(
         self, messages: Sequence[Message], *, stream: Literal[True], **options: Any
-    ) -> Iterator[dict]: ...
+    ) -> Iterator[Completion]: ...
     @overload
     def chat(
         self, messages: Sequence[Message], *, stream: bool, **options: Any
-    ) -> dict | Iterator[dict]: ...
+    ) -> Completion | Iterator[Completion]: ...
     def chat(
         self, messages: Sequence[Message], *, stream: bool = False, **options: Any
-    ) -> dict | Iterator[dict]:
+    ) -> Completion | Iterator[Completion]:
         """Answer a chat: the model's template applied by the server, then ``/completion``."""
         return self.generate(self.apply_template(messages), stream=stream, **options)
 
@@ -98,11 +121,11 @@ class LlamaCppClient:
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._post("/detokenize", {"tokens": list(tokens)})["content"]
 
-    def props(self) -> dict:
+    def props(self) -> dict[str, Any]:
         """Server settings: slots, context size, the chat template, the model path."""
         return self._get("/props").json()
 
-    def slots(self) -> list[dict]:
+    def slots(self) -> list[dict[str, Any]]:
         """What each parallel slot is doing (needs the server's ``--slots``, on by default)."""
         return self._get("/slots").json()
 
@@ -113,10 +136,10 @@ class LlamaCppClient:
     def _get(self, path: str) -> httpx.Response:
         return _checked(self._http.get(path))
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
         return _checked(self._http.post(path, json=body)).json()
 
-    def _stream(self, path: str, body: dict) -> Iterator[dict]:
+    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[Any]:
         with self._http.stream("POST", path, json=body, headers=stream_headers()) as response:
             if response.is_error:
                 response.read()

@@ -19,7 +19,7 @@ embed...) use the official ``ollama`` package; this client shows what goes over 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypedDict, overload
 
 import requests
 
@@ -39,6 +39,41 @@ class OllamaError(LLMLabError, RuntimeError):
 
 class OllamaConnectionError(LLMLabError, ConnectionError):
     """Nothing answered at the host."""
+
+
+class _Timings(TypedDict, total=False):
+    """What the last piece of an answer adds: token counts and durations in nanoseconds."""
+
+    done_reason: str
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+
+
+class GenerateResponse(_Timings, total=False):
+    """``/api/generate``'s answer, or one streamed piece of it (a dict, typed)."""
+
+    model: str
+    created_at: str
+    response: str
+    done: bool
+
+
+class ChatMessage(TypedDict):
+    role: str
+    content: str
+
+
+class ChatResponse(_Timings, total=False):
+    """``/api/chat``'s answer, or one streamed piece of it (a dict, typed)."""
+
+    model: str
+    created_at: str
+    message: ChatMessage
+    done: bool
 
 
 class OllamaClient:
@@ -63,13 +98,13 @@ class OllamaClient:
         self, model: str, prompt: str, *, system: str | None = ..., stream: Literal[False] = ...,
         keep_alive: float | str | None = ..., options: Mapping[str, Any] | None = ...,
         **sampling: Any,
-    ) -> dict: ...  # fmt: skip
+    ) -> GenerateResponse: ...  # fmt: skip
     @overload
     def generate(
         self, model: str, prompt: str, *, system: str | None = ..., stream: Literal[True],
         keep_alive: float | str | None = ..., options: Mapping[str, Any] | None = ...,
         **sampling: Any,
-    ) -> Iterator[dict]: ...  # fmt: skip
+    ) -> Iterator[GenerateResponse]: ...  # fmt: skip
     def generate(
         self,
         model: str,
@@ -80,7 +115,7 @@ class OllamaClient:
         keep_alive: float | str | None = None,
         options: Mapping[str, Any] | None = None,
         **sampling: Any,
-    ) -> dict | Iterator[dict]:
+    ) -> GenerateResponse | Iterator[GenerateResponse]:
         """``POST /api/generate``: ``prompt`` through the model's template (with ``system``).
 
         Sampling options go in ``options`` or as keywords, by Ollama's names (``temperature=0,
@@ -97,13 +132,13 @@ class OllamaClient:
         self, model: str, messages: Sequence[Mapping[str, str]], *, stream: Literal[False] = ...,
         keep_alive: float | str | None = ..., options: Mapping[str, Any] | None = ...,
         **sampling: Any,
-    ) -> dict: ...  # fmt: skip
+    ) -> ChatResponse: ...  # fmt: skip
     @overload
     def chat(
         self, model: str, messages: Sequence[Mapping[str, str]], *, stream: Literal[True],
         keep_alive: float | str | None = ..., options: Mapping[str, Any] | None = ...,
         **sampling: Any,
-    ) -> Iterator[dict]: ...  # fmt: skip
+    ) -> Iterator[ChatResponse]: ...  # fmt: skip
     def chat(
         self,
         model: str,
@@ -113,18 +148,18 @@ class OllamaClient:
         keep_alive: float | str | None = None,
         options: Mapping[str, Any] | None = None,
         **sampling: Any,
-    ) -> dict | Iterator[dict]:
+    ) -> ChatResponse | Iterator[ChatResponse]:
         """``POST /api/chat``: every message, the system one too. The reply is
         ``["message"]["content"]``; streamed, each piece carries a part of it."""
         body = {"model": model, "messages": [dict(message) for message in messages]}
         options = {**(options or {}), **sampling}
         return self._post("/api/chat", body, stream, keep_alive, options)
 
-    def list_models(self) -> list[dict]:
+    def list_models(self) -> list[dict[str, Any]]:
         """``GET /api/tags``: the models there are, with size, digest and details."""
         return self._checked(self._request("GET", "/api/tags"))["models"]
 
-    def show(self, model: str) -> dict:
+    def show(self, model: str) -> dict[str, Any]:
         """``POST /api/show``: a model's Modelfile, parameters, template and details."""
         return self._checked(self._request("POST", "/api/show", {"model": model}))
 
@@ -135,7 +170,7 @@ class OllamaClient:
         stream: bool,
         keep_alive: float | str | None,
         options: dict[str, Any],
-    ) -> dict | Iterator[dict]:
+    ) -> Any:
         body["stream"] = stream
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
@@ -145,7 +180,7 @@ class OllamaClient:
             return self._stream(path, body)
         return self._checked(self._request("POST", path, body))
 
-    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[dict]:
+    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[Any]:
         with self._request("POST", path, body, stream=True) as response:
             if not response.ok:
                 self._checked(response)
@@ -169,7 +204,7 @@ class OllamaClient:
             ) from None
 
     @staticmethod
-    def _checked(response: requests.Response) -> dict:
+    def _checked(response: requests.Response) -> Any:
         if not response.ok:
             raise OllamaError(response.status_code, error_message(response))
         return response.json()

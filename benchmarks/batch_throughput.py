@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from llmlab import LocalLLM, detect_hardware
-from llmlab.batching import measure_batch_sizes
+from llmlab.local.batching import measure_batch_sizes
 from llmlab.prompts import sample_chats
 
 

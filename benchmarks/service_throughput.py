@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import sys
 
-from llmlab.load import course_chat, openai_chat_stream, sweep
+from llmlab.bench.tables import course_chat, openai_chat_stream, sweep
 from llmlab.servers import Server
 
 

@@ -1,7 +1,7 @@
 """A chat message, and the check every chat goes through before a template or a server sees it.
 
-Kept apart from ``llmlab.generation`` so that code that only sends chats over HTTP (the clients,
-the benchmark harness, the router experiments, the chat page) does not load PyTorch.
+Kept apart from ``llmlab.local.generation`` so that code that only sends chats over HTTP (the
+clients, the benchmark harness, the router experiments, the chat page) does not load PyTorch.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from llmlab.errors import MissingPackageError, ModelNotFoundError, ModelTooLargeError
-from llmlab.hardware import BYTES_PER_PARAM, GiB
 from llmlab.settings import DEFAULT_MODEL, cache_dir, model_setting
+from llmlab.sizing.hardware import BYTES_PER_PARAM, GiB
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -61,12 +61,12 @@ from llmlab.bench import (
     write_csv,
 )
 from llmlab.errors import MissingPackageError
-from llmlab.hardware import detect_hardware
-from llmlab.llamacpp_server import llama_server
 from llmlab.models import default_gguf
 from llmlab.ollama import find_ollama, ollama_server
 from llmlab.servers import Server
+from llmlab.servers.llamacpp import llama_server
 from llmlab.settings import cache_dir, model_setting
+from llmlab.sizing.hardware import detect_hardware
 
 #: The model a real Ollama is given (made from the same GGUF file the other backends read).
 OLLAMA_MODEL = "llmlab-compare"
@@ -123,7 +123,7 @@ class Backend:
 
 @contextmanager
 def _transformers(options: Options) -> Iterator[Running]:
-    from llmlab.generation import LocalLLM
+    from llmlab.local.generation import LocalLLM
 
     llm = LocalLLM(options.model)
     target = InProcess(llm, max_tokens=options.max_tokens, name="Transformers (in process)")
@@ -147,7 +147,7 @@ def _service(options: Options) -> Iterator[Running]:
 
 @contextmanager
 def _vllm(options: Options) -> Iterator[Running]:
-    from llmlab.vllm_server import vllm_server
+    from llmlab.servers.vllm import vllm_server
 
     if importlib.util.find_spec("vllm") is None:
         raise MissingPackageError(

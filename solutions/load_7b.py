@@ -14,7 +14,7 @@ So this script sizes the model first, from metadata only (no weights downloaded 
    for a folder on disk;
 2. ``plan_load`` (a pure function, tested with made-up machines) picks dtype, ``device_map``,
    ``max_memory`` and bitsandbytes quantization from the memory arithmetic in
-   ``llmlab.hardware``, or refuses and says what would fit;
+   ``llmlab.sizing.hardware``, or refuses and says what would fit;
 3. print the plan with the reason for each choice, and only then load, answer ``--prompt``
    through the chat template, and report load time, peak memory and tokens/s.
 
@@ -39,7 +39,9 @@ import psutil
 import torch
 
 from llmlab.errors import LLMLabError, ModelNotFoundError
-from llmlab.hardware import (
+from llmlab.local.profiling import peak_memory
+from llmlab.models import resolve_model
+from llmlab.sizing.hardware import (
     REFERENCE_MODELS,
     RUNTIME_OVERHEAD,
     Architecture,
@@ -51,8 +53,6 @@ from llmlab.hardware import (
     estimate_memory,
     recommend,
 )
-from llmlab.models import resolve_model
-from llmlab.profiling import peak_memory
 
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-7B-Instruct"
 EXIT_ERROR = 1
@@ -159,7 +159,7 @@ def plan_load(
 ) -> LoadPlan:
     """Choose how to load a model of ``parameters`` on ``hardware``, or refuse with what would fit.
 
-    Memory is ``llmlab.hardware.estimate_memory``: weights + KV cache + runtime room.
+    Memory is ``llmlab.sizing.hardware.estimate_memory``: weights + KV cache + runtime room.
 
     * CPU: float32 when even that fits (full precision, the CPU path ``pick_dtype`` uses),
       else bfloat16 (half the memory), else refuse.
@@ -529,7 +529,7 @@ def load_and_answer(model: str, plan: LoadPlan, prompt: str, max_new_tokens: int
     """Load ``model`` as ``plan`` says and answer ``prompt`` greedily through the chat template."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmlab.generation import SamplingParams, encode_prompt
+    from llmlab.local.generation import SamplingParams, encode_prompt
     from llmlab.prompts import chat
 
     if plan.device == "cuda":

@@ -56,10 +56,10 @@ from llmlab.bench import (
 )
 from llmlab.bench.prometheus import VLLM_GENERATION_TOKENS
 from llmlab.errors import LLMLabError
-from llmlab.hardware import detect_hardware
 from llmlab.servers import Server
+from llmlab.servers.vllm import vllm_server
 from llmlab.settings import cache_dir
-from llmlab.vllm_server import vllm_server
+from llmlab.sizing.hardware import detect_hardware
 
 LEVELS = (1, 4, 16, 32, 64)
 

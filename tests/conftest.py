@@ -12,10 +12,9 @@ import uuid
 import psutil
 import pytest
 
-from llmlab import reaper
 from llmlab.prompts import SYSTEM_PROMPT
 from llmlab.prompts import chat as ask  # noqa: F401 (re-exported for the tests)
-from llmlab.servers import Server
+from llmlab.servers import Server, reaper
 
 SYSTEM = {"role": "system", "content": SYSTEM_PROMPT}
 RUN_MARK = "LLMLAB_TEST_RUN"
@@ -66,7 +65,7 @@ Server.start = _checked_start  # type: ignore[method-assign]
 
 @pytest.fixture(scope="session")
 def llm():
-    from llmlab.generation import LocalLLM  # PyTorch, only for the tests that run a model
+    from llmlab.local.generation import LocalLLM  # PyTorch, only for the tests that run a model
 
     return LocalLLM()
 

@@ -10,7 +10,7 @@ import asyncio
 import httpx
 import pytest
 
-from llmlab.clients import AsyncBatchClient
+from llmlab.http import AsyncBatchClient
 
 OK = {
     "choices": [{"message": {"content": "Paris"}, "finish_reason": "stop"}],

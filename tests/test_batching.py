@@ -2,8 +2,8 @@
 
 import pytest
 
-from llmlab.batching import LeftPaddingCollator, batch_order, generate_batch, padding_waste
-from llmlab.generation import LocalLLM
+from llmlab.local.batching import LeftPaddingCollator, batch_order, generate_batch, padding_waste
+from llmlab.local.generation import LocalLLM
 from tests.conftest import ask
 
 QUESTIONS = [

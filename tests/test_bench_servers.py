@@ -1,5 +1,5 @@
 """The harness against real backends: llama-server's two APIs, a port where nothing listens,
-Transformers in process, the command line, and ``llmlab.load`` on top of it all."""
+Transformers in process, the command line, and ``llmlab.bench.tables`` on top of it all."""
 
 import asyncio
 import json
@@ -16,10 +16,10 @@ from llmlab.bench import (
     run,
 )
 from llmlab.bench.prometheus import LLAMACPP_PREDICTED_TOKENS
-from llmlab.llamacpp_server import llama_server
-from llmlab.load import openai_chat_stream, sweep
+from llmlab.bench.tables import openai_chat_stream, sweep
 from llmlab.prompts import sample_chats
 from llmlab.servers import free_port
+from llmlab.servers.llamacpp import llama_server
 
 pytestmark = pytest.mark.server
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmlab.capacity import (
+from llmlab.sizing.capacity import (
     CapacityError,
     MeasuredLevel,
     ReplicaShape,
@@ -14,7 +14,7 @@ from llmlab.capacity import (
     replica_shape,
     sustainable_concurrency,
 )
-from llmlab.hardware import Architecture, GiB
+from llmlab.sizing.hardware import Architecture, GiB
 
 # 4 Gi parameters: 8 GiB in bfloat16. KV: 2 x 32 layers x 8 heads x 128 x 2 bytes = 128 KiB a
 # token, so a 4096-token sequence takes exactly 0.5 GiB.

@@ -13,8 +13,8 @@ import httpx
 import psutil
 import pytest
 
-from llmlab.process_tree import stop_tree
 from llmlab.servers import free_port
+from llmlab.servers.tree import stop_tree
 
 pytestmark = [pytest.mark.server, pytest.mark.notebook]
 

@@ -1,4 +1,4 @@
-"""Hostile input, found by a fuzzer rather than by hand (``llmlab.fuzzing``), on the three HTTP
+"""Hostile input, found by a fuzzer rather than by hand (``llmlab.http.fuzzing``), on the three HTTP
 servers the course writes, each a real process: the model service, the service as a gateway in
 front of llama-server, and the Ollama-compatible server.
 
@@ -21,11 +21,11 @@ import httpx
 import ollama
 import pytest
 
-from llmlab.fuzzing import MAX_ANSWER_TOKENS, fuzz_server
-from llmlab.llamacpp_server import llama_server
+from llmlab.http.fuzzing import MAX_ANSWER_TOKENS, fuzz_server
 from llmlab.models import default_gguf
 from llmlab.ollama import ollama_server
 from llmlab.servers import Server
+from llmlab.servers.llamacpp import llama_server
 from tests.conftest import FUZZ_EXAMPLES, FUZZ_SEED, llama_servers
 
 pytestmark = pytest.mark.server

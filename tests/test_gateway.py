@@ -7,10 +7,10 @@ import httpx
 import openai
 import pytest
 
-from llmlab.clients.llamacpp import LlamaCppClient
-from llmlab.llamacpp_server import llama_server
+from llmlab.llamacpp.client import LlamaCppClient
 from llmlab.prompts import chat
 from llmlab.servers import Server
+from llmlab.servers.llamacpp import llama_server
 
 pytestmark = pytest.mark.server
 

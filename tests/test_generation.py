@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from llmlab.generation import LocalLLM, SamplingParams, pick_dtype
+from llmlab.local.generation import LocalLLM, SamplingParams, pick_dtype
 from tests.conftest import SYSTEM, ask
 
 CAPITAL = ask("What is the capital of France?")

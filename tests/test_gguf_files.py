@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmlab.gguf_files import convert_to_gguf, quantize, read_gguf
+from llmlab.llamacpp.gguf import convert_to_gguf, quantize, read_gguf
 from llmlab.models import default_gguf, resolve_model
 
 

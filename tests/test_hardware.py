@@ -3,7 +3,7 @@
 import psutil
 import pytest
 
-from llmlab.hardware import (
+from llmlab.sizing.hardware import (
     REFERENCE_MODELS,
     Architecture,
     Hardware,

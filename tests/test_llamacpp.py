@@ -5,11 +5,11 @@ import openai
 import psutil
 import pytest
 
-from llmlab.clients.llamacpp import LlamaCppClient, LlamaCppError
 from llmlab.errors import ModelNotFoundError, PortInUseError, ServerStartError
-from llmlab.llamacpp_server import llama_server
+from llmlab.llamacpp.client import LlamaCppClient, LlamaCppError
 from llmlab.prompts import chat
 from llmlab.servers import Server
+from llmlab.servers.llamacpp import llama_server
 
 pytestmark = pytest.mark.server
 
@@ -57,7 +57,7 @@ def test_streaming_sends_the_same_answer_in_pieces(client: LlamaCppClient):
 
 def test_streams_one_after_another_all_arrive(client: LlamaCppClient):
     # Reusing the connection a stream just ended on fails about one time in four (see
-    # llmlab.clients.http.stream_headers); twenty streams in a row must all come back whole.
+    # llmlab.http.common.stream_headers); twenty streams in a row must all come back whole.
     for _ in range(20):
         pieces = list(client.generate("The capital of France is", n_predict=4, stream=True))
         assert pieces[-1]["stop"]

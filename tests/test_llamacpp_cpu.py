@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from llmlab.errors import ServerStartError
-from llmlab.llamacpp_cpu import llama_server_cpu_args, record_path
-from llmlab.llamacpp_server import llama_server
+from llmlab.llamacpp.cpu import llama_server_cpu_args, record_path
+from llmlab.servers.llamacpp import llama_server
 
 pytestmark = pytest.mark.server
 

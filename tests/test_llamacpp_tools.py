@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmlab.llamacpp_tools import ToolchainError, build_tools, find_tools
+from llmlab.llamacpp.build import ToolchainError, build_tools, find_tools
 
 
 def test_the_cached_build_has_every_tool():

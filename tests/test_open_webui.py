@@ -1,8 +1,8 @@
 """Open WebUI in front of the course's servers.
 
 Open WebUI is not part of the course's environment (3 GB with its own PyTorch): the settings
-are checked everywhere; the real page is driven only where `python -m llmlab.open_webui install`
-has run (chapter 07 says how), which CI does not do.
+are checked everywhere; the real page is driven only where
+`python -m llmlab.webui.open_webui install` has run (chapter 07 says how), which CI does not do.
 """
 
 import json
@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmlab import open_webui
-from llmlab.browser import ask_open_webui, browser_page
 from llmlab.models import default_gguf
 from llmlab.ollama import ollama_server
 from llmlab.servers import LOCALHOST
+from llmlab.webui import open_webui
+from llmlab.webui.browser import ask_open_webui, browser_page
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 

@@ -13,7 +13,7 @@ import llmlab
 def test_every_public_name_resolves():
     for name in llmlab.__all__:
         assert getattr(llmlab, name) is not None
-    assert llmlab.LocalLLM.__module__ == "llmlab.generation"
+    assert llmlab.LocalLLM.__module__ == "llmlab.local.generation"
 
 
 def test_an_unknown_name_is_an_attribute_error():

@@ -20,7 +20,7 @@ from llmlab.models import default_gguf
 from llmlab.ollama.modelfile import parse_modelfile
 from llmlab.ollama.runners import Runners
 from llmlab.ollama.store import ModelStore
-from llmlab.process_tree import process_tree
+from llmlab.servers.tree import process_tree
 
 pytestmark = [pytest.mark.server, pytest.mark.vllm, pytest.mark.notebook]
 
@@ -38,7 +38,7 @@ client.generate(model="m", prompt="Hi", options={"num_predict": 1})
 #: Two llama-server replicas behind vLLM's router, with an API key, and a vLLM server.
 ROUTER_AND_VLLM = """
 from llmlab.scaleout import replicas, vllm_router
-from llmlab.vllm_server import vllm_server
+from llmlab.servers.vllm import vllm_server
 
 fleet = replicas(2, parallel=1, api_key="sk-lifetime")
 servers = fleet.__enter__()
@@ -123,7 +123,7 @@ def test_a_kernel_killed_by_jupyter_takes_its_servers_with_it():
     manager, client = start_new_kernel(kernel_name="python3")
     try:
         reply = client.execute_interactive(
-            "from llmlab.llamacpp_server import llama_server\n"
+            "from llmlab.servers.llamacpp import llama_server\n"
             "server = llama_server(parallel=1).start()",
             timeout=120,
         )
@@ -172,7 +172,9 @@ def test_the_reaper_reads_what_its_owner_wrote_before_dying():
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, f"watch {pid}\n".encode())
-        reaper = subprocess.Popen([sys.executable, "-m", "llmlab.reaper", "1"], stdin=read_end)
+        reaper = subprocess.Popen(
+            [sys.executable, "-m", "llmlab.servers.reaper", "1"], stdin=read_end
+        )
         os.close(read_end)
         assert reaper.wait(GONE_WITHIN_S) == 0
         assert_all_gone([server])

@@ -9,7 +9,6 @@ import psutil
 import pytest
 
 from llmlab.errors import MissingPackageError, ServerStartError
-from llmlab.process_tree import process_tree
 from llmlab.prompts import chat
 from llmlab.scaleout import (
     SESSION_HEADER,
@@ -22,6 +21,7 @@ from llmlab.scaleout import (
 )
 from llmlab.scaleout.prefix_cache import prefix_workload, summarize_cache
 from llmlab.servers import LOCALHOST, free_port
+from llmlab.servers.tree import process_tree
 
 pytestmark = pytest.mark.server
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llmlab.hardware import REFERENCE_MODELS, Hardware
 from llmlab.models import resolve_model
+from llmlab.sizing.hardware import REFERENCE_MODELS, Hardware
 from solutions import load_7b
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from llmlab.process_tree import KILL_TIMEOUT_S, STOP_TIMEOUT_S
 from llmlab.servers import Server
+from llmlab.servers.tree import KILL_TIMEOUT_S, STOP_TIMEOUT_S
 from solutions import vllm_service
 
 pytestmark = [pytest.mark.server, pytest.mark.vllm]

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from llmlab.clients.streaming import StreamError, andjson, asse_json, ndjson, sse_json
+from llmlab.http.streaming import StreamError, andjson, asse_json, ndjson, sse_json
 
 #: vLLM's shape: `data: ` with a space, a usage chunk, then [DONE]; then a llama-server-style
 #: event without the space, split over two `data:` lines, and a comment line.

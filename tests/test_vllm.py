@@ -7,11 +7,11 @@ import openai
 import psutil
 import pytest
 
-from llmlab.clients import AsyncBatchClient
-from llmlab.process_tree import process_tree
+from llmlab.http import AsyncBatchClient
 from llmlab.prompts import chat
 from llmlab.servers import Server
-from llmlab.vllm_server import vllm_server
+from llmlab.servers.tree import process_tree
+from llmlab.servers.vllm import vllm_server
 
 pytestmark = [pytest.mark.server, pytest.mark.vllm]
 

@@ -17,7 +17,13 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
-from llmlab.browser import (
+from llmlab.llamacpp.webui import webui_dir
+from llmlab.prompts import SYSTEM_PROMPT, chat
+from llmlab.servers import LOCALHOST, Server, free_port
+from llmlab.servers.llamacpp import llama_server
+from llmlab.webui.__main__ import parse_args
+from llmlab.webui.app import chat_app_server, openai_base_url
+from llmlab.webui.browser import (
     ChatPageError,
     ChromiumNotFoundError,
     ask_gradio,
@@ -29,12 +35,6 @@ from llmlab.browser import (
     open_gradio,
     screenshot,
 )
-from llmlab.llamacpp_server import llama_server
-from llmlab.llamacpp_webui import webui_dir
-from llmlab.prompts import SYSTEM_PROMPT, chat
-from llmlab.servers import LOCALHOST, Server, free_port
-from llmlab.webui.__main__ import parse_args
-from llmlab.webui.app import chat_app_server, openai_base_url
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmlab.clients.http import bearer
+from llmlab.http.common import bearer
 
 VLLM_GENERATION_TOKENS = "vllm:generation_tokens_total"
 LLAMACPP_PREDICTED_TOKENS = "llamacpp:tokens_predicted_total"

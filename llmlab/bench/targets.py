@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from llmlab.bench.records import BenchmarkError, RequestRecord
-from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
-from llmlab.clients.streaming import StreamError, andjson, asse_json
+from llmlab.http.common import LIMITS, bearer, error_message, stream_headers
+from llmlab.http.streaming import StreamError, andjson, asse_json
 from llmlab.messages import Message
 
 if TYPE_CHECKING:
-    from llmlab.generation import LocalLLM
+    from llmlab.local.generation import LocalLLM
 
 
 @dataclass(frozen=True)
@@ -283,8 +283,8 @@ class InProcess(Target):
 
     The model runs in worker threads, so the event loop stays free to stamp each piece as it
     arrives. Concurrency is 1: ``run`` refuses more rather than measure requests that would only
-    queue behind a lock (batching in process is ``llmlab.batching``'s job; serving many at once,
-    a server's).
+    queue behind a lock (batching in process is ``llmlab.local.batching``'s job; serving many
+    at once, a server's).
     """
 
     max_concurrency = 1
@@ -298,7 +298,7 @@ class InProcess(Target):
         name: str = "transformers (in process)",
     ) -> None:
         # Imported here: the HTTP targets above must not load PyTorch; this one has it loaded.
-        from llmlab.generation import SamplingParams
+        from llmlab.local.generation import SamplingParams
 
         self.llm = llm
         self.params = SamplingParams(max_tokens, temperature=0, ignore_eos=ignore_eos)

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from llmlab.batching import LeftPaddingCollator
 from llmlab.exercises.common import (
     ExerciseError,
     call_student,
@@ -16,6 +15,7 @@ from llmlab.exercises.common import (
     kind_of,
     passed,
 )
+from llmlab.local.batching import LeftPaddingCollator
 
 #: (case, sequences, pad_id). The last holds the pad id inside prompts, as chat prompts do for a
 #: model that pads with its end-of-turn token (SmolLM2: id 2, <|im_end|>).

@@ -20,7 +20,7 @@ from llmlab.exercises.common import (
 )
 
 if TYPE_CHECKING:
-    from llmlab.gguf_files import GGUFSummary
+    from llmlab.llamacpp.gguf import GGUFSummary
 
 
 GGUF_KEYS = ("architecture", "context_length", "quantization", "tensors")
@@ -36,7 +36,7 @@ def check_gguf_summary(
     describe_gguf: Callable[[str], dict], path: str | os.PathLike[str] | None = None
 ) -> None:
     """Check ``describe_gguf(path) -> {"architecture", "context_length", "quantization",
-    "tensors"}`` against ``llmlab.gguf_files.read_gguf``.
+    "tensors"}`` against ``llmlab.llamacpp.gguf.read_gguf``.
 
     ``path`` defaults to the course's GGUF file (``llmlab.models.default_gguf()``); the checker
     also tries a tiny file of another architecture that it writes, so that an answer that only
@@ -66,7 +66,7 @@ def check_gguf_summary(
 
 
 def _check_one_gguf(describe_gguf: Callable[[str], dict], where: str, path: Path) -> None:
-    from llmlab.gguf_files import read_gguf
+    from llmlab.llamacpp.gguf import read_gguf
 
     __tracebackhide__ = True
     summary = read_gguf(path)
@@ -124,7 +124,7 @@ def _raw_gguf_value(key: str, value: object) -> str | None:
     text = key == "architecture"
     course, by_hand = _GGUF_VALUE_OF[key]
     value_of = (
-        f"Take {course} (llmlab.gguf_files.read_gguf reads every field with field.contents()), "
+        f"Take {course} (llmlab.llamacpp.gguf.read_gguf reads every field with field.contents()), "
         f"or by hand {by_hand}"
     )
     if isinstance(value, ReaderField):

@@ -7,9 +7,9 @@ course's own server (``ollama_server``) serves the same API on ``llama-server``,
 
 from llmlab.ollama.client import OllamaClient, OllamaConnectionError, OllamaError
 from llmlab.ollama.modelfile import Modelfile, ModelfileError, parse_modelfile
-from llmlab.ollama.process import find_ollama, ollama_host, ollama_server
 from llmlab.ollama.server import create_app
 from llmlab.ollama.store import ModelNotInStoreError, ModelStore, StoredModel
+from llmlab.servers.ollama import find_ollama, ollama_host, ollama_server
 
 __all__ = [
     "Modelfile",

@@ -23,9 +23,9 @@ from typing import Any, Literal, TypedDict, overload
 
 import requests
 
-from llmlab.clients.http import error_message
-from llmlab.clients.streaming import StreamError, ndjson
 from llmlab.errors import LLMLabError
+from llmlab.http.common import error_message
+from llmlab.http.streaming import StreamError, ndjson
 
 
 class OllamaError(LLMLabError, RuntimeError):

@@ -3,7 +3,7 @@
 Ollama runs every loaded model in a llama.cpp runner process of its own, starts it on the first
 request that names the model, and stops it ``keep_alive`` after the last one (5 minutes unless
 a request says otherwise; 0 unloads at once, a negative value never). Here a runner is a real
-``llama-server`` started through :func:`llmlab.llamacpp_server.llama_server`:
+``llama-server`` started through :func:`llmlab.servers.llamacpp.llama_server`:
 
 * starting one blocks for a second or more, so it runs in a thread and the event loop keeps
   answering other requests; a lock per model makes two requests for it start one server;
@@ -24,14 +24,14 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from llmlab.llamacpp_server import llama_server
 from llmlab.ollama.store import StoredModel
 from llmlab.servers import Server
+from llmlab.servers.llamacpp import llama_server
 
 EMBEDDING_ARGS = ("--embeddings", "--pooling", "mean")
 #: A streamed answer may pause while a long prompt is read; a connection may not hang forever.
 UPSTREAM_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
-#: A new connection per request. Even with ``llmlab.clients.http.LIMITS`` (idle connections
+#: A new connection per request. Even with ``llmlab.http.common.LIMITS`` (idle connections
 #: dropped after 1 s), a reused one now and then met "Server disconnected without sending a
 #: response" from llama-server here; a fresh local TCP connection costs well under a millisecond.
 UPSTREAM_LIMITS = httpx.Limits(max_keepalive_connections=0)

@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmlab.errors import LLMLabError
+from llmlab.http.guard import HostileInputError, read_json
 from llmlab.ollama.modelfile import (
     PARAMETER_TYPES,
     Modelfile,
@@ -34,7 +35,6 @@ from llmlab.ollama.modelfile import (
     unknown_parameter,
 )
 from llmlab.ollama.store import ModelStore
-from llmlab.request_guard import HostileInputError, read_json
 
 #: Ollama's option names and the names llama-server's ``/completion`` gives them.
 OPTIONS = {

@@ -35,9 +35,10 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from llmlab.clients.http import error_message
-from llmlab.clients.streaming import StreamError, asse_json
 from llmlab.errors import LLMLabError
+from llmlab.http.common import error_message
+from llmlab.http.guard import BodySizeLimit
+from llmlab.http.streaming import StreamError, asse_json
 from llmlab.ollama.modelfile import (
     ModelfileError,
     check_template,
@@ -74,7 +75,6 @@ from llmlab.ollama.schemas import (
 )
 from llmlab.ollama.store import ModelNotInStoreError, ModelStore, StoredModel, StoreError
 from llmlab.ollama.store import model_info as gguf_model_info
-from llmlab.request_guard import BodySizeLimit
 
 #: The Ollama API version this server follows; the suffix tells it apart from a real Ollama.
 VERSION_SUFFIX = "-llmlab"

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from gguf import LlamaFileType
 
 from llmlab.errors import LLMLabError, ModelNotFoundError
-from llmlab.gguf_files import read_gguf
+from llmlab.llamacpp.gguf import read_gguf
 from llmlab.ollama.modelfile import Modelfile
 from llmlab.settings import cache_dir
 

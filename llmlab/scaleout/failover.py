@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from llmlab.clients.http import LIMITS
+from llmlab.http.common import LIMITS
 from llmlab.prompts import sample_chats
 from llmlab.scaleout.load import Answer, ask
 from llmlab.scaleout.replicas import kill

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from llmlab.clients.http import LIMITS, error_message, stream_headers
-from llmlab.clients.streaming import StreamError, asse_json
+from llmlab.http.common import LIMITS, error_message, stream_headers
+from llmlab.http.streaming import StreamError, asse_json
 from llmlab.messages import Message
 from llmlab.prompts import sample_chats
 from llmlab.scaleout.replicas import replica_work

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.bench.prometheus import read_counter
-from llmlab.llamacpp_server import llama_server
 from llmlab.models import default_gguf
 from llmlab.servers import Server
+from llmlab.servers.llamacpp import llama_server
 
 PREDICTED = "llamacpp:tokens_predicted_total"
 PROMPT = "llamacpp:prompt_tokens_total"

@@ -12,7 +12,7 @@ import os
 
 import uvicorn
 
-from llmlab.request_guard import MAX_BODY_BYTES
+from llmlab.http.guard import MAX_BODY_BYTES
 from llmlab.service.app import ServiceSettings, create_app
 
 

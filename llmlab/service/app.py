@@ -43,8 +43,8 @@ from prometheus_client import (
 )
 from sse_starlette import EventSourceResponse
 
-from llmlab.generation import LocalLLM, SamplingParams
-from llmlab.request_guard import MAX_BODY_BYTES, BodySizeLimit, validation_errors
+from llmlab.http.guard import MAX_BODY_BYTES, BodySizeLimit, validation_errors
+from llmlab.local.generation import LocalLLM, SamplingParams
 from llmlab.service.engine import (
     Engine,
     Finished,

@@ -31,9 +31,9 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from llmlab.batching import LeftPaddingCollator
 from llmlab.errors import LLMLabError
-from llmlab.generation import FinishReason, LocalLLM, SamplingParams, Usage
+from llmlab.local.batching import LeftPaddingCollator
+from llmlab.local.generation import FinishReason, LocalLLM, SamplingParams, Usage
 from llmlab.messages import Message
 
 logger = logging.getLogger(__name__)

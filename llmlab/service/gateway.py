@@ -17,9 +17,9 @@ import asyncio
 import httpx
 from transformers import AutoTokenizer
 
-from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
-from llmlab.clients.streaming import StreamError, asse_json
-from llmlab.generation import SamplingParams, Usage, encode_prompt
+from llmlab.http.common import LIMITS, bearer, error_message, stream_headers
+from llmlab.http.streaming import StreamError, asse_json
+from llmlab.local.generation import SamplingParams, Usage, encode_prompt
 from llmlab.messages import Message
 from llmlab.models import resolve_model
 from llmlab.service.engine import Finished, QueueFullError, Request, TextDelta

@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from llmlab.generation import LocalLLM
+from llmlab.local.generation import LocalLLM
 
 app = FastAPI(title="LLM API Server (the source chapter's version)")
 llm: LocalLLM  # loaded at startup, before the first request

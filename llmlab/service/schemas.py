@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmlab.request_guard import Text
+from llmlab.http.guard import Text
 
 MAX_TOKENS_LIMIT = 1024
 MAX_MESSAGES = 64

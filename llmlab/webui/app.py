@@ -23,7 +23,7 @@ from typing import Any
 import gradio as gr
 import openai
 
-from llmlab.clients.http import error_message
+from llmlab.http.common import error_message
 from llmlab.prompts import SYSTEM_PROMPT
 from llmlab.servers import LOCALHOST, Server
 

@@ -5,11 +5,11 @@ those run when the owner is killed: a notebook kernel restarted or killed by Jup
 ended by SIGTERM or a CI time limit, the out-of-memory killer. Each server lives in a session of
 its own (so that stopping it reaches its workers), which also means nothing else stops it.
 
-So the first server a process starts also starts one small reaper, ``python -m llmlab.reaper
+So the first server a process starts also starts one small reaper, ``python -m llmlab.servers.reaper
 OWNER_PID``, in a session of its own. The owner tells it over a pipe which servers it runs
 (``watch PID`` / ``forget PID``). When the pipe closes or the reaper's parent is no longer the
 owner, the owner is gone, whichever way it ended, and the reaper stops every server it still
-watches, with all their descendants (:func:`llmlab.process_tree.stop_tree`), then exits.
+watches, with all their descendants (:func:`llmlab.servers.tree.stop_tree`), then exits.
 
 Why not ``PR_SET_PDEATHSIG``: it fires when the *thread* that spawned the child exits, and the
 course starts servers from worker threads (the Ollama-compatible server's runners); it also
@@ -28,7 +28,7 @@ import threading
 
 import psutil
 
-from llmlab.process_tree import stop_tree
+from llmlab.servers.tree import stop_tree
 
 #: How often the reaper checks that its owner is still its parent (seconds).
 POLL_S = 0.5
@@ -81,7 +81,7 @@ class _Client:
         self._owner = os.getpid()
         self._watched = {pid for pid in self._watched if psutil.pid_exists(pid)}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "llmlab.reaper", str(self._owner)],
+            [sys.executable, "-m", "llmlab.servers.reaper", str(self._owner)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C or killpg aimed at the owner's group spares it

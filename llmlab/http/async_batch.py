@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 from tqdm.auto import tqdm
 
-from llmlab.clients.http import LIMITS, bearer, error_message
 from llmlab.errors import LLMLabError
+from llmlab.http.common import LIMITS, bearer, error_message
 from llmlab.messages import Message
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -8,7 +8,7 @@ In a notebook, call ``in_browser``: Playwright's synchronous API refuses to run 
 loop is running, and Jupyter runs one, so ``in_browser`` runs the whole visit in a worker thread
 and hands back its result::
 
-    from llmlab.browser import ask_gradio, in_browser, screenshot
+    from llmlab.webui.browser import ask_gradio, in_browser, screenshot
 
     def visit(page):
         answer = ask_gradio(page, chat.base_url, "What is the capital of France?")

@@ -15,9 +15,9 @@ from typing import Any, Literal, TypedDict, overload
 
 import httpx
 
-from llmlab.clients.http import LIMITS, bearer, error_message, stream_headers
-from llmlab.clients.streaming import sse_json
 from llmlab.errors import LLMLabError
+from llmlab.http.common import LIMITS, bearer, error_message, stream_headers
+from llmlab.http.streaming import sse_json
 from llmlab.messages import Message, validate_messages
 
 

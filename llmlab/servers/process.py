@@ -10,8 +10,8 @@ Every chapter that runs a server (vLLM, llama-server, the course's FastAPI servi
 * ``stop`` ends the whole process tree (vLLM starts worker processes of its own, the
   Ollama-compatible server one llama-server per model) on ``with`` exit, on error, and when the
   Python process exits;
-* a reaper process (:mod:`llmlab.reaper`) stops it when the owner dies without exiting cleanly
-  (a killed kernel, a test run ended by SIGTERM), so no server outlives the notebook or test
+* a reaper process (:mod:`llmlab.servers.reaper`) stops it when the owner dies without exiting
+  cleanly (a killed kernel, a test run ended by SIGTERM), so no server outlives the notebook or test
   that started it.
 """
 
@@ -29,10 +29,10 @@ from pathlib import Path
 import httpx
 from tqdm.auto import tqdm
 
-from llmlab import reaper
-from llmlab.clients.http import bearer
 from llmlab.errors import PortInUseError, ServerStartError
-from llmlab.process_tree import STOP_TIMEOUT_S, stop_tree
+from llmlab.http.common import bearer
+from llmlab.servers import reaper
+from llmlab.servers.tree import STOP_TIMEOUT_S, stop_tree
 from llmlab.settings import cache_dir
 
 LOCALHOST = "127.0.0.1"

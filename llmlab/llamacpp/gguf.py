@@ -20,7 +20,7 @@ from pathlib import Path
 from gguf import GGUFReader, GGUFValueType, ReaderField
 
 from llmlab.errors import LLMLabError, ModelNotFoundError
-from llmlab.llamacpp_tools import find_tools
+from llmlab.llamacpp.build import find_tools
 from llmlab.settings import cache_dir
 
 #: Types ``llama-quantize`` makes that the chapter compares (see ``llama-quantize --help``).

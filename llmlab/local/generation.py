@@ -32,9 +32,9 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from llmlab.errors import ModelNotFoundError
-from llmlab.hardware import Device, GiB, detect_hardware
 from llmlab.messages import Message, validate_messages
 from llmlab.models import check_fits_in_memory, resolve_model
+from llmlab.sizing.hardware import Device, GiB, detect_hardware
 
 FinishReason = Literal["stop", "length"]
 

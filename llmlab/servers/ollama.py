@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from llmlab.ollama.server import SHUTDOWN_GRACE_S, VERSION_SUFFIX
-from llmlab.process_tree import KILL_TIMEOUT_S
-from llmlab.process_tree import STOP_TIMEOUT_S as RUNNER_STOP_TIMEOUT_S
 from llmlab.servers import Server
+from llmlab.servers.tree import KILL_TIMEOUT_S
+from llmlab.servers.tree import STOP_TIMEOUT_S as RUNNER_STOP_TIMEOUT_S
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 #: Longer than the server's own shutdown (uvicorn's grace for open requests, then its runners'

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmlab.errors import ModelNotFoundError
-from llmlab.llamacpp_cpu import llama_server_cpu_args
-from llmlab.llamacpp_tools import find_tools
+from llmlab.llamacpp.build import find_tools
+from llmlab.llamacpp.cpu import llama_server_cpu_args
 from llmlab.models import default_gguf
 from llmlab.servers import LOCALHOST, Server
 

@@ -100,7 +100,7 @@ def _check(server: Path, record: Path) -> None:
         f"llama-server ({server}) crashed on this CPU with every setting tried "
         f"({', '.join(' '.join(a) or 'defaults' for a in CANDIDATES)}: "
         f"{', '.join(_describe(code) for code in crashes)}). Build it again for this machine: "
-        f"delete {server.parent.parent} and run python -m llmlab.llamacpp_tools."
+        f"delete {server.parent.parent} and run python -m llmlab.llamacpp.build."
     )
 
 

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource
 
-from llmlab.clients.http import error_text
 from llmlab.errors import LLMLabError
+from llmlab.http.common import error_text
 
 #: The event an OpenAI-style stream ends with.
 DONE = "[DONE]"

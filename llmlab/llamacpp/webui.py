@@ -11,7 +11,7 @@ The page comes from llama-cpp-python 0.3.19, the newest source release on PyPI t
 carries llama.cpp's built page (``tools/server/public/index.html.gz``): the Svelte chat app
 llama.cpp ships today. It is downloaded once (50 MB, from PyPI) and only the page is kept.
 
-    python -m llmlab.llamacpp_webui      # prints the folder to pass to --path
+    python -m llmlab.llamacpp.webui      # prints the folder to pass to --path
 """
 
 from __future__ import annotations

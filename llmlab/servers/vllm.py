@@ -14,10 +14,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from llmlab.hardware import detect_hardware
 from llmlab.models import resolve_model
 from llmlab.servers import LOCALHOST, Server
 from llmlab.settings import DEFAULT_MODEL, model_setting
+from llmlab.sizing.hardware import detect_hardware
 
 
 def vllm_server(

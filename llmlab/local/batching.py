@@ -23,9 +23,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from llmlab.generation import GenerationResult, LocalLLM, SamplingParams, sampling_params
+from llmlab.local.generation import GenerationResult, LocalLLM, SamplingParams, sampling_params
+from llmlab.local.profiling import peak_memory
 from llmlab.messages import Message
-from llmlab.profiling import peak_memory
 
 Prompt = str | Sequence[Message]
 

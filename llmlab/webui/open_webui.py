@@ -4,8 +4,8 @@ Open WebUI is a large application (about 3 GB installed with its own PyTorch, fo
 search and speech) whose dependencies clash with the course's pinned stack, so it gets a
 virtual environment of its own in the course's cache folder, installed on request only:
 
-    python -m llmlab.open_webui install     # once: ~2 min, ~3 GB
-    python -m llmlab.open_webui serve --ollama-url http://127.0.0.1:11434
+    python -m llmlab.webui.open_webui install     # once: ~2 min, ~3 GB
+    python -m llmlab.webui.open_webui serve --ollama-url http://127.0.0.1:11434
 
 Three settings make it work offline and on a small model:
 
@@ -138,8 +138,8 @@ def open_webui_server(
     """A ``Server`` (not started) for Open WebUI on 127.0.0.1; ``install()`` it first."""
     if not installed():
         raise FileNotFoundError(
-            f"Open WebUI is not installed in {home()}. Run `python -m llmlab.open_webui install` "
-            "(about 2 minutes and 3 GB)."
+            f"Open WebUI is not installed in {home()}. Run "
+            "`python -m llmlab.webui.open_webui install` (about 2 minutes and 3 GB)."
         )
     (home() / "data").mkdir(parents=True, exist_ok=True)
     return Server(
@@ -159,7 +159,7 @@ def open_webui_server(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m llmlab.open_webui", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m llmlab.webui.open_webui", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help=f"install Open WebUI {OPEN_WEBUI_VERSION} (once)")
     serve = commands.add_parser("serve", help="start it in front of the course's servers")

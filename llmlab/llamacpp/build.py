@@ -7,7 +7,7 @@ tools beside it. Otherwise they are built from the llama.cpp sources that the
 ``llama-cpp-python`` source distribution vendors (a pinned release on PyPI, so the build needs
 no other download): about 7 minutes on two cores, once; later calls return at once.
 
-Run ``python -m llmlab.llamacpp_tools`` to build ahead of a class.
+Run ``python -m llmlab.llamacpp.build`` to build ahead of a class.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from llmlab.errors import LLMLabError
-from llmlab.llamacpp_cpu import cpu_check_summary
+from llmlab.llamacpp.cpu import cpu_check_summary
 from llmlab.settings import cache_dir
 
 SOURCE_PACKAGE = "llama-cpp-python==0.3.36"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from llmlab.bench.records import BenchmarkResult
 from llmlab.errors import LLMLabError
-from llmlab.hardware import BYTES_PER_PARAM, REFERENCE_MODELS, Architecture, GiB
+from llmlab.sizing.hardware import BYTES_PER_PARAM, REFERENCE_MODELS, Architecture, GiB
 
 #: Tensor-parallel sizes vLLM is run with: powers of two up to one node's GPUs.
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)

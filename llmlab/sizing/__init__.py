@@ -1,0 +1,2 @@
+"""How much memory a model needs and how many GPUs serve it: this machine and one model
+(``hardware``), replicas and GPUs for a target load (``capacity``)."""

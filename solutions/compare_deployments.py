@@ -36,42 +36,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
-import platform
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from llmlab.bench import (
-    DEFINITIONS,
-    BenchmarkResult,
-    InProcess,
-    OllamaChat,
-    OpenAIChat,
-    Target,
-    json_ready,
-    plot_sweep,
-    sweep,
-    write_csv,
+from llmlab.bench import InProcess, OllamaChat, OpenAIChat
+from llmlab.bench.compare import (
+    MIN_REQUESTS,
+    Backend,
+    Comparison,
+    Running,
+    machine_summary,
+    run_backends,
 )
+from llmlab.bench.compare import write_report as write_files
 from llmlab.errors import MissingPackageError
 from llmlab.models import default_gguf
 from llmlab.ollama import find_ollama, ollama_server
 from llmlab.servers import Server
 from llmlab.servers.llamacpp import llama_server
 from llmlab.settings import cache_dir, model_setting
-from llmlab.sizing.hardware import detect_hardware
 
 #: The model a real Ollama is given (made from the same GGUF file the other backends read).
 OLLAMA_MODEL = "llmlab-compare"
-#: Fewer requests than this per level would make a noisy figure (the harness's own minimum).
-MIN_REQUESTS = 8
 
 
 @dataclass(frozen=True)
@@ -96,29 +88,6 @@ class Options:
     @property
     def top(self) -> int:
         return max(self.levels)
-
-
-@dataclass(frozen=True)
-class Running:
-    """A started backend: the target the harness sends requests to, and how it is set up."""
-
-    target: Target
-    setup: str
-
-
-@dataclass(frozen=True)
-class Backend:
-    """A deployment method: a name for the command line, and how to start it.
-
-    ``start`` is a context manager that starts the backend, yields a ``Running`` and stops it
-    on exit; anything it raises while starting means the backend could not start.
-    """
-
-    name: str
-    description: str
-    start: Callable[[Options], AbstractContextManager[Running]]
-    #: Serves one request at a time (no server, no batching): measured at concurrency 1 only.
-    one_at_a_time: bool = False
 
 
 @contextmanager
@@ -202,7 +171,7 @@ def _ollama(options: Options) -> Iterator[Running]:
         yield Running(target, setup + "; no ignore_eos: answers may stop early")
 
 
-BACKENDS: dict[str, Backend] = {
+BACKENDS: dict[str, Backend[Options]] = {
     backend.name: backend
     for backend in [
         Backend("transformers", "Transformers in this process", _transformers, one_at_a_time=True),
@@ -214,145 +183,7 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
-@dataclass
-class BackendRun:
-    """What happened to one backend: its results, or why it did not run."""
-
-    backend: str
-    label: str = ""
-    setup: str = ""
-    ready_after_s: float | None = None
-    results: list[BenchmarkResult] = field(default_factory=list)
-    #: Why it could not start or run (one line), and the whole message (a server's log tail).
-    skipped: str | None = None
-    detail: str | None = None
-
-
-@dataclass
-class Comparison:
-    """Every backend's run, in the order they ran, and the options they ran with."""
-
-    options: Options
-    runs: list[BackendRun]
-    machine: str
-
-    @property
-    def results(self) -> list[BenchmarkResult]:
-        return [result for run in self.runs for result in run.results]
-
-    @property
-    def skipped(self) -> dict[str, str]:
-        return {run.backend: run.skipped for run in self.runs if run.skipped}
-
-    def table(self) -> list[dict[str, object]]:
-        """One row per backend that ran and concurrency level. A level a backend cannot be
-        loaded at is a row that says so, not a figure."""
-        rows = []
-        for run in self.runs:
-            if run.skipped:
-                continue
-            measured = {result.concurrency: result for result in run.results}
-            for level in sorted(set(self.options.levels) | set(measured)):
-                result = measured.get(level)
-                if result is None:
-                    note = "not measured: serves one request at a time"
-                    rows.append({"backend": run.label, "concurrency": level, "note": note})
-                    continue
-                figures = result.row()
-                per_request = result.output_tokens / result.completed if result.completed else None
-                short = per_request is not None and per_request < self.options.max_tokens
-                rows.append(
-                    {
-                        "backend": run.label,
-                        "concurrency": level,
-                        "requests": result.completed + result.failed,
-                        "failed": result.failed,
-                        "output tokens/s": result.output_throughput,
-                        "tokens/request": per_request,
-                        "TTFT p50 (ms)": figures["TTFT p50 (ms)"],
-                        "TTFT p90 (ms)": figures["TTFT p90 (ms)"],
-                        "TPOT p50 (ms)": figures["TPOT p50 (ms)"],
-                        "E2E p50 (ms)": figures["E2E p50 (ms)"],
-                        "note": "answers stopped early (no ignore_eos)" if short else "",
-                    }
-                )
-        return rows
-
-    def markdown(self) -> str:
-        """The table, the backends' setup, what was skipped and why, and the definitions."""
-        options = self.options
-        lines = [
-            "# Deployment methods compared",
-            "",
-            f"Machine: {self.machine}. Model: {model_setting(options.model)} "
-            f"(llama-server and Ollama: {Path(options.gguf or default_gguf()).name}). "
-            f"Workload: the course's sample chats, greedy, {options.max_tokens} output tokens a "
-            f"request, 2 x concurrency requests per level (at least {MIN_REQUESTS}), after one "
-            "warm-up request per backend that is not counted. The load generator shares the "
-            "machine with the server.",
-            "",
-            _markdown_table(self.table()),
-            "",
-            "## Backends",
-            "",
-        ]
-        for run in self.runs:
-            if not run.skipped:
-                ready = f", ready after {run.ready_after_s:.0f} s" if run.ready_after_s else ""
-                lines.append(f"- **{run.label}** (`{run.backend}`): {run.setup}{ready}")
-        lines += ["", "## Skipped", ""]
-        lines += [f"- `{name}`: {why}" for name, why in self.skipped.items()] or ["- none"]
-        lines += ["", "## What the figures mean (vLLM's serving-benchmark definitions)", ""]
-        lines += [f"- {name}: {meaning}" for name, meaning in DEFINITIONS.items()]
-        lines.append("- tokens/request: output tokens / completed requests (as each server counts)")
-        return "\n".join(lines) + "\n"
-
-    def to_dict(self) -> dict[str, object]:
-        options = self.options
-        return {
-            "machine": self.machine,
-            "options": {
-                "levels": list(options.levels),
-                "max_tokens": options.max_tokens,
-                "model": model_setting(options.model),
-                "gguf": str(options.gguf or default_gguf()),
-                "ollama_parallel": options.ollama_parallel,
-            },
-            "backends": [
-                {
-                    "name": run.backend,
-                    "label": run.label,
-                    "setup": run.setup,
-                    "ready_after_s": run.ready_after_s,
-                    "skipped": run.skipped,
-                    "detail": run.detail,
-                    "results": [result.to_dict() for result in run.results],
-                }
-                for run in self.runs
-            ],
-            "definitions": DEFINITIONS,
-        }
-
-
-def _markdown_table(rows: list[dict[str, object]]) -> str:
-    columns = ["backend", "concurrency", "requests", "failed", "output tokens/s",
-               "tokens/request", "TTFT p50 (ms)", "TTFT p90 (ms)", "TPOT p50 (ms)",
-               "E2E p50 (ms)", "note"]  # fmt: skip
-    rule = "|".join("---" if column in ("backend", "note") else "---:" for column in columns)
-    lines = ["| " + " | ".join(columns) + " |", f"|{rule}|"]
-    for row in rows:
-        cells = [row.get(column) for column in columns]
-        lines.append("| " + " | ".join(_cell(value) for value in cells) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and value != value):  # NaN: nothing measured
-        return ""
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
-
-
-def choose(only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> list[Backend]:
+def choose(only: Sequence[str] | None = None, skip: Sequence[str] = ()) -> list[Backend[Options]]:
     """The backends to run, in the order of ``BACKENDS``; an unknown name is an error."""
     for name in [*(only or ()), *skip]:
         if name not in BACKENDS:
@@ -367,11 +198,11 @@ async def compare(
     *,
     only: Sequence[str] | None = None,
     skip: Sequence[str] = (),
-    backends: Sequence[Backend] | None = None,
+    backends: Sequence[Backend[Options]] | None = None,
     progress: bool = True,
     **settings: object,
 ) -> Comparison:
-    """Start, warm up, sweep and stop each backend in turn; never two at once.
+    """Start, warm up, sweep and stop each backend in turn (``llmlab.bench.compare``).
 
     ``backends`` (default: ``choose(only, skip)``) may include your own ``Backend``.
     ``settings`` are the other fields of ``Options`` (model, gguf, ollama_parallel,
@@ -381,86 +212,27 @@ async def compare(
     if not levels or levels[0] < 1:
         raise ValueError(f"concurrency levels must be 1 or more, not {levels}")
     options = Options(levels, max_tokens, **settings)  # type: ignore[arg-type]
-    runs = []
-    for backend in backends if backends is not None else choose(only, skip):
-        print(f"\n== {backend.name}: {backend.description}", flush=True)
-        runs.append(await _run_one(backend, options, progress))
-    return Comparison(options, runs, _machine())
-
-
-async def _run_one(backend: Backend, options: Options, progress: bool) -> BackendRun:
-    """One backend from start to stop. A failure to start or run is recorded, not raised."""
-    run = BackendRun(backend.name)
-    levels = (1,) if backend.one_at_a_time else options.levels
-    with ExitStack() as stack:
-        started = time.perf_counter()
-        try:
-            # Blocking on purpose: nothing else may run meanwhile, and Ctrl-C still stops it.
-            running = stack.enter_context(backend.start(options))
-        except Exception as error:  # noqa: BLE001 - any reason to not start is a result
-            return _skipped(run, "could not start", error)
-        run.ready_after_s = time.perf_counter() - started
-        run.label, run.setup = running.target.name, running.setup
-        try:
-            run.results = await sweep(
-                running.target, levels, min_requests=MIN_REQUESTS, progress=progress
-            )
-        except Exception as error:  # noqa: BLE001
-            return _skipped(replace(run, results=[]), "failed while running", error)
-    return run
-
-
-def _skipped(run: BackendRun, what: str, error: BaseException) -> BackendRun:
-    """The run with a one-line reason: the error's first line, and the last line of a server's
-    log where the message ends with one (that is where a server says what went wrong)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    reason = f"{what}: {type(error).__name__}"
-    if lines:
-        reason += f": {lines[0]}" + (f" [...] {lines[-1]}" if len(lines) > 1 else "")
-    print(reason, file=sys.stderr)
-    return replace(run, skipped=reason, detail=str(error))
-
-
-def _machine() -> str:
-    hardware = detect_hardware()
-    accelerator = hardware.name if hardware.device != "cpu" else "no GPU"
-    return (
-        f"{hardware.cpu_count} CPU cores ({platform.machine()}), "
-        f"{hardware.total_memory_gib:.0f} GiB, {accelerator}"
+    chosen = backends if backends is not None else choose(only, skip)
+    runs = await run_backends(chosen, options, levels, progress=progress)
+    gguf = Path(options.gguf or default_gguf())
+    workload = (
+        f"Model: {model_setting(options.model)} (llama-server and Ollama: {gguf.name}). "
+        f"Workload: the course's sample chats, greedy, {max_tokens} output tokens a request, "
+        f"2 x concurrency requests per level (at least {MIN_REQUESTS}), after one warm-up "
+        "request per backend that is not counted. The load generator shares the machine with "
+        "the server."
     )
+    settings_used = {"model": model_setting(options.model), "gguf": str(gguf),
+                     "ollama_parallel": options.ollama_parallel}  # fmt: skip
+    return Comparison(levels, max_tokens, runs, machine_summary(), workload,
+                      settings_used)  # fmt: skip
 
 
 def write_report(comparison: Comparison, out: str | Path | None = None) -> dict[str, Path]:
     """Write results.md, results.csv, results.json, throughput.png and ttft.png into ``out``
     (default: ``compare_deployments/`` in the cache folder); return their paths."""
     folder = Path(out) if out else cache_dir() / "compare_deployments"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: folder / name for name in ["results.md", "results.csv", "results.json",
-                                              "throughput.png", "ttft.png"]}  # fmt: skip
-    paths["results.md"].write_text(comparison.markdown())
-    write_csv(comparison.results, paths["results.csv"])
-    paths["results.json"].write_text(json.dumps(json_ready(comparison.to_dict()), indent=2) + "\n")
-    results = comparison.results
-    if results:
-        figure = plot_sweep(results)  # the harness's two panels, saved one a file
-        throughput, ttft = figure.axes
-        tokens = comparison.options.max_tokens
-        throughput.set_title(f"Output tokens/s ({tokens} tokens a request), higher is better")
-        ttft.set_title("Time to first token, p50 solid, p90 dashed; lower is better")
-        ttft.set_yscale("log")  # from tens of milliseconds to a minute where requests queue
-        for axes in (throughput, ttft):
-            axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
-        figure.set_size_inches(16, 5)
-        for axes, other, name in [(throughput, ttft, "throughput.png"),
-                                  (ttft, throughput, "ttft.png")]:  # fmt: skip
-            other.set_visible(False)
-            figure.draw_without_rendering()
-            box = axes.get_tightbbox().transformed(figure.dpi_scale_trans.inverted())
-            figure.savefig(paths[name], dpi=110, bbox_inches=box.padded(0.1))
-            other.set_visible(True)
-    else:
-        del paths["throughput.png"], paths["ttft.png"]  # nothing ran: nothing to plot
-    return paths
+    return write_files(comparison, folder)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,20 +52,27 @@ def to_markdown(
     digits: int = 1,
     definitions: bool = True,
 ) -> str:
-    """A Markdown table (``columns=None``: all of them), then what each figure means.
-
-    Written here rather than by ``DataFrame.to_markdown``, which needs the package ``tabulate``.
-    """
+    """A Markdown table (``columns=None``: all of them), then what each figure means."""
     rows = [result.row() for result in results]
-    columns = list(columns or (rows[0] if rows else ()))
-    cells = [[_cell(row.get(column), digits) for column in columns] for row in rows]
-    lines = [
-        "| " + " | ".join(columns) + " |",
-        "|" + "|".join("---" if column == "target" else "---:" for column in columns) + "|",
-        *("| " + " | ".join(row) + " |" for row in cells),
-    ]
+    lines = [markdown_table(rows, list(columns or (rows[0] if rows else ())), digits=digits)]
     if definitions:
         lines += ["", *(f"- {name}: {meaning}" for name, meaning in DEFINITIONS.items())]
+    return "\n".join(lines)
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, object]],
+    columns: Sequence[str],
+    *,
+    digits: int = 1,
+    text_columns: Sequence[str] = ("target",),
+) -> str:
+    """``rows`` as a Markdown table: numbers right-aligned, a missing or NaN figure an empty
+    cell. Written here rather than by ``DataFrame.to_markdown``, which needs ``tabulate``."""
+    rule = "|".join("---" if column in text_columns else "---:" for column in columns)
+    lines = ["| " + " | ".join(columns) + " |", f"|{rule}|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(column), digits) for column in columns) + " |")
     return "\n".join(lines)
 
 

@@ -10,8 +10,8 @@ A fuzzer (``tests/test_fuzz.py``) found three holes that every server written by
   infinity and accepts ``NaN``; error bodies holding them cannot be written back as JSON (a
   500), and forwarding them breaks the backend. A ``\\udcff`` escape gives a string with a lone
   UTF-16 surrogate, which cannot be encoded as UTF-8 and crashes tokenizers. :func:`read_json`
-  refuses the first and either refuses or replaces (as Go's ``encoding/json`` does, so Ollama)
-  the second; :data:`Text` does the same inside Pydantic models.
+  refuses the first and replaces the second with U+FFFD, as Go's ``encoding/json`` (and so
+  Ollama) does; in Pydantic models, :data:`Text` refuses it with a 422 that names the field.
 * **Errors that echo the input.** FastAPI's 422 repeats every bad value, however large or
   unprintable: :func:`validation_errors` keeps what a client needs (where and why).
 """
@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
@@ -70,18 +70,16 @@ def _refuse_lone_surrogates(text: str) -> str:
 Text = Annotated[str, AfterValidator(_refuse_lone_surrogates)]
 
 
-def read_json(raw: bytes, *, surrogates: Literal["refuse", "replace"] = "refuse") -> Any:
-    """Parse a request body as strict JSON: finite numbers only, and no lone surrogates.
-
-    ``surrogates="replace"`` turns each lone surrogate into U+FFFD instead of refusing it, as
-    Go's ``encoding/json`` (and so Ollama) does."""
+def read_json(raw: bytes) -> Any:
+    """Parse a request body as strict JSON: finite numbers only, and each lone surrogate turned
+    into U+FFFD, as Go's ``encoding/json`` (and so Ollama) does."""
     try:
         value = json.loads(raw, parse_float=_finite_float, parse_constant=_refuse_constant)
     except HostileInputError:
         raise
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise HostileInputError(f"the body is not valid JSON ({error})") from None
-    return _clean_strings(value, replace=surrogates == "replace")
+    return _replace_lone_surrogates(value)
 
 
 def _finite_float(text: str) -> float:
@@ -95,19 +93,14 @@ def _refuse_constant(name: str) -> float:
     raise HostileInputError(f"{name} is not JSON: numbers must be finite")
 
 
-def _clean_strings(value: Any, *, replace: bool) -> Any:
+def _replace_lone_surrogates(value: Any) -> Any:
     if isinstance(value, str):
-        if replace:
-            return _LONE_SURROGATE.sub("\ufffd", value)
-        problem = find_lone_surrogate(value)
-        if problem:
-            raise HostileInputError(problem)
-        return value
+        return _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_clean_strings(item, replace=replace) for item in value]
+        return [_replace_lone_surrogates(item) for item in value]
     if isinstance(value, dict):
         return {
-            _clean_strings(key, replace=replace): _clean_strings(item, replace=replace)
+            _replace_lone_surrogates(key): _replace_lone_surrogates(item)
             for key, item in value.items()
         }
     return value

@@ -151,7 +151,7 @@ def _body(kind: type[_Body]) -> Any:
 
     async def parse(request: Request) -> _Body:
         try:
-            body = read_json(await request.body() or b"{}", surrogates="replace")
+            body = read_json(await request.body() or b"{}")
             return kind.model_validate(body)
         except HostileInputError as error:
             raise ApiError(400, str(error)) from None
@@ -225,7 +225,7 @@ class OpenAICompletionBody(OpenAIBody):
 def openai_body(raw: bytes, kind: type[OpenAIBody]) -> OpenAIBody:
     """A ``/v1`` body checked as Ollama checks it, with Ollama's messages for what is wrong."""
     try:
-        body = kind.model_validate(read_json(raw or b"{}", surrogates="replace"))
+        body = kind.model_validate(read_json(raw or b"{}"))
     except HostileInputError as error:
         raise ApiError(400, str(error)) from None
     except ValidationError as error:

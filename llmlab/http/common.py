@@ -24,12 +24,12 @@ class ErrorAnswer(Protocol):
 def error_message(response: ErrorAnswer) -> str:
     """The server's own words about an error answer."""
     try:
-        return error_text(response.json())
+        return error_from_body(response.json())
     except ValueError:
         return response.text[:300]
 
 
-def error_text(body: object) -> str:
+def error_from_body(body: object) -> str:
     """The message of an error body, whichever shape it uses: OpenAI-style
     ``{"error": {"message": ...}}`` (vLLM, llama-server), ``{"error": "..."}`` (Ollama), or text."""
     error = body.get("error", body) if isinstance(body, dict) else body

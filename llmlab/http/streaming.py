@@ -23,7 +23,7 @@ import httpx
 from httpx_sse import EventSource
 
 from llmlab.errors import LLMLabError
-from llmlab.http.common import error_text
+from llmlab.http.common import error_from_body
 
 #: The event an OpenAI-style stream ends with.
 DONE = "[DONE]"
@@ -65,5 +65,5 @@ async def andjson(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
 
 def _checked(chunk: dict[str, Any]) -> dict[str, Any]:
     if isinstance(chunk, dict) and chunk.get("error"):
-        raise StreamError(f"error in the stream: {error_text(chunk)}")
+        raise StreamError(f"error in the stream: {error_from_body(chunk)}")
     return chunk

@@ -23,15 +23,17 @@ from llmlab.bench import (
 
 RECORDS = [
     # 3 tokens in 3 chunks: TTFT 100 ms, E2E 400 ms, gaps 100 and 200 ms, TPOT 300 / 2 = 150 ms
-    RequestRecord(0.0, [0.1, 0.2, 0.4], usage_tokens=3, prompt_tokens=10),
+    RequestRecord(0.0, [0.1, 0.2, 0.4], usage_tokens=3, prompt_tokens=10, complete=True),
     # 5 tokens in 2 chunks (the server's usage counts, not the chunks): TPOT 100 / 4 = 25 ms
-    RequestRecord(1.0, [1.3, 1.4], usage_tokens=5, prompt_tokens=20),
+    RequestRecord(1.0, [1.3, 1.4], usage_tokens=5, prompt_tokens=20, complete=True),
     # one token, no usage: counted from its one chunk, and no TPOT
-    RequestRecord(2.0, [2.5]),
+    RequestRecord(2.0, [2.5], complete=True),
     # failed half-way: counted and listed, no latencies or tokens
     RequestRecord(3.0, [3.05], usage_tokens=1, error="ReadError: connection reset"),
     # an answer without text has no TTFT: a failure too
-    RequestRecord(4.0, []),
+    RequestRecord(4.0, [], complete=True),
+    # a stream that ended without saying the answer was complete was cut short
+    RequestRecord(5.0, [5.1, 5.2]),
 ]
 
 
@@ -41,8 +43,12 @@ def result():
 
 
 def test_requests_and_throughputs_count_only_completed_requests(result):
-    assert (result.completed, result.failed) == (3, 2)
-    assert result.errors == ("ReadError: connection reset", "the answer carried no text")
+    assert (result.completed, result.failed) == (3, 3)
+    assert result.errors == (
+        "ReadError: connection reset",
+        "the answer carried no text",
+        "the answer ended before it was complete",
+    )
     assert (result.output_tokens, result.input_tokens) == (3 + 5 + 1, 30)
     assert result.request_throughput == pytest.approx(3 / 2.0)
     assert result.output_throughput == pytest.approx(9 / 2.0)
@@ -70,7 +76,7 @@ def test_latencies_are_vllm_definitions_in_milliseconds(result):
 
 def test_row_names_every_unit_and_json_has_no_nan(result, tmp_path):
     row = result.row()
-    assert row["requests"] == 5 and row["failed"] == 2 and row["concurrency"] == 4
+    assert row["requests"] == 6 and row["failed"] == 3 and row["concurrency"] == 4
     assert row["TTFT p90 (ms)"] == pytest.approx(460)
     assert {"output tokens/s", "requests/s", "TPOT p99 (ms)", "ITL mean (ms)"} <= set(row)
 
@@ -80,7 +86,7 @@ def test_row_names_every_unit_and_json_has_no_nan(result, tmp_path):
     assert data["ttft_ms"]["p50"] is None and data["errors"] == ["ConnectError: refused"]
     path = write_json([result, failed], tmp_path / "results.json", records=True)
     saved = json.loads(path.read_text(), parse_constant=pytest.fail)  # NaN would call it
-    assert len(saved["results"][0]["records"]) == 5 and "TTFT" in saved["definitions"]
+    assert len(saved["results"][0]["records"]) == 6 and "TTFT" in saved["definitions"]
     with pytest.raises(BenchmarkError, match="1 of 1 requests to down failed.*refused"):
         failed.raise_for_failures()
 
@@ -128,8 +134,46 @@ class Sleeper(Target):
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         await asyncio.sleep(0.05)
         yield Piece("Hello")
-        yield Piece(" there", output_tokens=2)
+        yield Piece(" there", output_tokens=2, done=True)
         self.in_flight -= 1
+
+
+class Scripted(Target):
+    """Answers every request with the same pieces, or breaks after them."""
+
+    name = "scripted"
+
+    def __init__(self, *pieces, then=None):
+        self.script, self.then = pieces, then
+
+    async def pieces(self, request):
+        for piece in self.script:
+            yield piece
+        if self.then:
+            raise self.then
+
+
+def test_send_records_what_the_pieces_say():
+    target = Scripted(
+        Piece(),  # the answer started
+        Piece("Hel", model="replica-1"),
+        Piece("lo", done=True),
+        Piece(output_tokens=2, prompt_tokens=40, cached_tokens=32),  # a usage chunk follows
+    )
+    record = asyncio.run(target.send([]))
+    assert record.failure is None
+    assert (record.text, record.model, record.usage_tokens) == ("Hello", "replica-1", 2)
+    assert (record.prompt_tokens, record.cached_tokens) == (40, 32)
+    assert record.sent_s <= record.first_byte_s <= record.chunk_times_s[0]
+    assert len(record.chunk_times_s) == 2
+
+
+def test_send_tells_a_refused_request_from_one_broken_mid_stream():
+    refused = asyncio.run(Scripted(then=ConnectionRefusedError("refused")).send([]))
+    assert refused.first_byte_s is None and refused.failure == "ConnectionRefusedError: refused"
+    broken = asyncio.run(Scripted(Piece(), Piece("Hel")).send([]))  # ended without a finish
+    assert broken.first_byte_s is not None and broken.text == "Hel"
+    assert broken.failure == "the answer ended before it was complete"
 
 
 def test_run_keeps_concurrency_and_counts_the_warm_up_out():

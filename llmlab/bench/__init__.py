@@ -24,6 +24,7 @@ from llmlab.bench.records import (
 from llmlab.bench.report import plot_sweep, to_frame, to_markdown, write_csv, write_json
 from llmlab.bench.runner import default_workload, poisson_arrivals, run, sweep
 from llmlab.bench.targets import (
+    Chat,
     CourseChat,
     HttpTarget,
     InProcess,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFINITIONS",
     "BenchmarkError",
     "BenchmarkResult",
+    "Chat",
     "CourseChat",
     "HttpTarget",
     "InProcess",

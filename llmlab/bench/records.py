@@ -44,24 +44,39 @@ class BenchmarkError(LLMLabError, RuntimeError):
 class RequestRecord:
     """What one request did, as the client saw it. Times are ``time.perf_counter()`` seconds.
 
-    A target fills it while the answer streams in; the metrics need nothing else.
+    A target fills it while the answer streams in (``Target.send``); the metrics need nothing
+    else, and the scale-out experiments read which replica answered and what it had cached.
     """
 
     sent_s: float
     #: When each streamed chunk that carried text arrived.
     chunk_times_s: list[float] = field(default_factory=list)
+    #: When the answer started: its success status arrived (None: it never did). A router
+    #: that has passed this on is committed to its worker and can no longer retry elsewhere.
+    first_byte_s: float | None = None
+    text: str = ""
     #: Output tokens as the server's usage reports them (None: it did not say).
     usage_tokens: int | None = None
     prompt_tokens: int | None = None
+    #: Prompt tokens the server took from its prompt cache (None: it did not say).
+    cached_tokens: int | None = None
+    #: The model the answer names; behind a router, the replica that wrote it.
+    model: str | None = None
+    #: The answer said it was complete; a stream that ends without saying so was cut short.
+    complete: bool = False
     error: str | None = None
 
     @property
     def failure(self) -> str | None:
-        """Why the request counts as failed, or None. An answer without text fails too: it has
-        no time to first token."""
-        if self.error is None and not self.chunk_times_s:
+        """Why the request counts as failed, or None. An answer cut short fails, and so does
+        one without text: it has no time to first token."""
+        if self.error is not None:
+            return self.error
+        if not self.complete:
+            return "the answer ended before it was complete"
+        if not self.chunk_times_s:
             return "the answer carried no text"
-        return self.error
+        return None
 
     @property
     def output_tokens(self) -> int:

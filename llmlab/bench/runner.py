@@ -25,11 +25,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from llmlab.bench.records import BenchmarkResult, RequestRecord, summarize
-from llmlab.bench.targets import Target, error_text
+from llmlab.bench.targets import Chat, Target, error_text
 from llmlab.messages import Message
 from llmlab.prompts import sample_chats
 
-Workload = Sequence[Sequence[Message]]
+#: The chats a run sends, in order: message lists, or ``Chat``s that carry their own headers.
+Workload = Sequence[Sequence[Message] | Chat]
 
 
 def default_workload(concurrency: int, minimum: int = 8) -> list[list[Message]]:
@@ -88,7 +89,7 @@ async def run(
     load = f"{concurrency} in flight" if request_rate is None else f"{request_rate:g} req/s"
 
     async with target:
-        requests = [await _prepare(target, messages) for messages in chats]
+        requests = [await _prepare(target, chat) for chat in chats]
         if warmup and not isinstance(requests[0], _Unprepared):
             await target.send(requests[0])
         bar = tqdm(
@@ -142,8 +143,8 @@ class _Unprepared:
         self.error = error
 
 
-async def _prepare(target: Target, messages: Sequence[Message]) -> Any:
+async def _prepare(target: Target, chat: Sequence[Message] | Chat) -> Any:
     try:
-        return await target.prepare(messages)
+        return await target.prepare(chat)
     except Exception as error:  # noqa: BLE001 - a failed request is a measurement
         return _Unprepared(error_text(error))

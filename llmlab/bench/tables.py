@@ -6,17 +6,16 @@ it). Output tokens/s is all completion tokens over the wall time of the level; l
 request, from sending to the whole answer; time to first token (TTFT, streaming only) is from
 sending to the first chunk that carries text, as vLLM's serving benchmark defines it.
 
-This is a thin layer over the benchmark harness ``llmlab.bench`` (which sends, times and counts)
-that keeps the chapters' table in seconds; the harness reports every metric.
+This is a thin layer over the benchmark harness ``llmlab.bench`` (which sends, times and counts):
+a chapter's table is a few of the harness's columns, with its names, units (ms) and
+percentiles (p50, p90, p99), so a figure means the same in every chapter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-
-import numpy as np
 
 from llmlab import bench
 from llmlab.bench import BenchmarkResult, CourseChat, OpenAIChat, Target
@@ -25,47 +24,38 @@ from llmlab.bench import BenchmarkResult, CourseChat, OpenAIChat, Target
 MakeTarget = Callable[..., Target]
 
 
+#: The columns of a chapter's load table, as the harness names them (``BenchmarkResult.row``).
+COLUMNS = ("concurrency", "requests", "output tokens/s",
+           "E2E p50 (ms)", "E2E p90 (ms)", "E2E p99 (ms)")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class LoadLevel:
-    concurrency: int
-    requests: int
-    seconds: float
-    output_tokens: int
-    latencies_s: tuple[float, ...]
-    ttfts_s: tuple[float, ...] = ()
-    #: Every metric of the level, from the harness.
-    result: BenchmarkResult | None = field(default=None, repr=False, compare=False)
+    """One concurrency level of a sweep: the harness's result, and whether it streamed."""
+
+    result: BenchmarkResult
+    streamed: bool
 
     @classmethod
     def from_result(cls, result: BenchmarkResult, *, streamed: bool) -> LoadLevel:
         """The level a harness run measured; a failed request fails the level."""
         result.raise_for_failures()
-        done = [record for record in result.records if record.failure is None]
-        return cls(
-            concurrency=result.concurrency or 0,
-            requests=result.completed,
-            seconds=result.duration_s,
-            output_tokens=result.output_tokens,
-            latencies_s=tuple(record.e2e_s for record in done),
-            ttfts_s=tuple(record.ttft_s for record in done) if streamed else (),
-            result=result,
-        )
+        return cls(result, streamed)
 
     @property
-    def tokens_per_second(self) -> float:
-        return self.output_tokens / self.seconds
+    def concurrency(self) -> int:
+        return self.result.concurrency or 0
 
-    def row(self) -> dict[str, float]:
-        """The figures a table shows, named with their units."""
-        p50, p90, p95 = np.percentile(self.latencies_s, [50, 90, 95])  # linear, as vLLM's
-        return {
-            "concurrency": self.concurrency,
-            "requests": self.requests,
-            "output tokens/s": self.tokens_per_second,
-            "latency p50 (s)": float(p50),
-            "latency p90 (s)": float(p90),
-            "latency p95 (s)": float(p95),
-        } | ({"TTFT p50 (s)": float(np.median(self.ttfts_s))} if self.ttfts_s else {})
+    @property
+    def output_tokens(self) -> int:
+        return self.result.output_tokens
+
+    def row(self) -> dict[str, object]:
+        """The figures a chapter's table shows: the harness's own columns, in its units and
+        percentiles (TTFT only when the answers streamed: otherwise it is the whole answer)."""
+        full = self.result.row()
+        columns = (*COLUMNS, "TTFT p50 (ms)") if self.streamed else COLUMNS
+        return {name: full[name] for name in columns}
 
 
 def openai_chat(model: str, max_tokens: int = 64) -> MakeTarget:

@@ -1,15 +1,18 @@
 """Targets: what the benchmark sends one request to, and how it reads the answer.
 
-Every target has the same timing loop (``Target.send``): the clock starts when the request goes
-out and each chunk that carries text is stamped as it arrives. Targets differ only in how they
-build a request and read a chunk into a ``Piece`` (text, and the token counts the server
-reports). vLLM's own benchmark copies its timing loop into every backend function, and its
-users report wrong TTFT figures from it; here there is one.
+Every target has the same timing loop (``Target.send``), the only one in the course: the clock
+starts when the request goes out, the answer's start (its success status) and each chunk that
+carries text are stamped as they arrive. Targets differ only in how they build a request and
+read a chunk into a ``Piece`` (text, the token counts the server reports, whether the answer is
+complete). vLLM's own benchmark copies its timing loop into every backend function, and its
+users report wrong TTFT figures from it; here there is one. The chapters' load tables and the
+scale-out experiments (``llmlab.scaleout``) send through it too.
 
 Every request is greedy, with a fixed length where the backend can force one (``ignore_eos``:
 vLLM, llama-server and the course's service accept it; Ollama cannot), so backends do equal work.
-A request that fails (error status, no connection, timeout, empty answer) becomes a record with
-its error, never an exception: a benchmark counts failures, it does not stop at the first.
+A request that fails (error status, no connection, timeout, an answer cut short or empty) becomes
+a record with its error, never an exception: a benchmark counts failures, it does not stop at
+the first.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import asyncio
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -35,12 +38,36 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Piece:
-    """What one chunk of an answer says: its text, and token counts where the server gives them
-    (usually only in the last chunk)."""
+    """What one chunk of an answer says: its text, token counts where the server gives them
+    (usually only in the last chunk), and whether it ends the answer. An empty ``Piece()`` comes
+    first from an HTTP target: the answer has started (its success status arrived)."""
 
     text: str = ""
     output_tokens: int | None = None
     prompt_tokens: int | None = None
+    #: Prompt tokens the server took from its prompt cache (OpenAI's ``cached_tokens``).
+    cached_tokens: int | None = None
+    #: The model that wrote it, as the answer names it.
+    model: str | None = None
+    #: The chunk says the answer is complete (a finish reason, Ollama's ``done``, llama.cpp's
+    #: ``stop``); a stream that ends without one was cut short.
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A chat with the HTTP headers its request carries, such as the session id a router
+    routes by (``llmlab.scaleout``). A workload may hold these or plain lists of messages."""
+
+    messages: Sequence[Message]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def unpack(request: Sequence[Message] | Chat) -> tuple[Sequence[Message], dict[str, str]]:
+    """A workload item's messages and extra headers."""
+    if isinstance(request, Chat):
+        return request.messages, dict(request.headers)
+    return request, {}
 
 
 def error_text(error: BaseException) -> str:
@@ -66,28 +93,41 @@ class Target(ABC):
     async def __aexit__(self, *exc_info: object) -> None:
         return None
 
-    async def prepare(self, messages: Sequence[Message]) -> Any:
+    async def prepare(self, chat: Sequence[Message] | Chat) -> Any:
         """Turn a chat into this target's request before the clock starts (default: as is)."""
-        return messages
+        return chat
 
     @abstractmethod
     def pieces(self, request: Any) -> AsyncIterator[Piece]:
         """Send one prepared request and yield what each chunk of the answer says."""
 
     async def send(self, request: Any) -> RequestRecord:
-        """Send one prepared request and record when each piece of text arrived."""
+        """Send one prepared request and record when the answer started and when each piece of
+        text arrived."""
         record = RequestRecord(sent_s=time.perf_counter())
         try:
             async for piece in self.pieces(request):
-                if piece.text:
-                    record.chunk_times_s.append(time.perf_counter())
-                if piece.output_tokens is not None:
-                    record.usage_tokens = piece.output_tokens
-                if piece.prompt_tokens is not None:
-                    record.prompt_tokens = piece.prompt_tokens
+                _add(record, piece, time.perf_counter())
         except Exception as error:  # noqa: BLE001 - every failure is a measurement
             record.error = error_text(error)
         return record
+
+
+def _add(record: RequestRecord, piece: Piece, now: float) -> None:
+    if record.first_byte_s is None:
+        record.first_byte_s = now
+    if piece.text:
+        record.chunk_times_s.append(now)
+        record.text += piece.text
+    record.usage_tokens = _known(piece.output_tokens, record.usage_tokens)
+    record.prompt_tokens = _known(piece.prompt_tokens, record.prompt_tokens)
+    record.cached_tokens = _known(piece.cached_tokens, record.cached_tokens)
+    record.model = piece.model or record.model
+    record.complete = record.complete or piece.done
+
+
+def _known(new: int | None, old: int | None) -> int | None:
+    return old if new is None else new
 
 
 class HttpTarget(Target):
@@ -101,6 +141,8 @@ class HttpTarget(Target):
 
     #: The name results show when neither a name nor a model is given.
     default_name = "server"
+    #: The streamed answer comes as one JSON object a line, not as Server-Sent Events.
+    ndjson = False
 
     def __init__(
         self,
@@ -147,25 +189,33 @@ class HttpTarget(Target):
             raise RuntimeError(f"open the target first: `async with {type(self).__name__}(...)`")
         return self._client
 
-    async def post(self, path: str, body: dict) -> dict:
+    async def post(self, path: str, body: dict, headers: Mapping[str, str] | None = None) -> dict:
         """A plain request; the answer's JSON."""
-        response = await self.client.post(path, json=body)
+        response = await self.client.post(path, json=body, headers=headers)
         await _check(response)
         return response.json()
 
-    async def sse(self, path: str, body: dict) -> AsyncIterator[dict]:
-        """A streamed request answered with Server-Sent Events; each event's JSON."""
-        async with self.client.stream("POST", path, json=body, headers=stream_headers()) as answer:
-            await _check(answer)
-            async for chunk in asse_json(answer):
-                yield chunk
+    async def answer(
+        self, path: str, body: dict, read: Callable[[dict], Piece], headers: Mapping[str, str]
+    ) -> AsyncIterator[Piece]:
+        """A plain request, read as pieces: the start, then the whole answer as one piece."""
+        response = await self.client.post(path, json=body, headers=headers)
+        await _check(response)
+        yield Piece()
+        yield read(response.json())
 
-    async def ndjson(self, path: str, body: dict) -> AsyncIterator[dict]:
-        """A streamed request answered with one JSON object a line (Ollama's native API)."""
-        async with self.client.stream("POST", path, json=body, headers=stream_headers()) as answer:
+    async def stream(
+        self, path: str, body: dict, read: Callable[[dict], Piece], headers: Mapping[str, str]
+    ) -> AsyncIterator[Piece]:
+        """A streamed request, read as pieces: the start, then one piece per chunk. The answer
+        comes as Server-Sent Events, or as one JSON object a line (NDJSON: Ollama's native API)
+        when the target's ``ndjson`` is set."""
+        headers = stream_headers() | dict(headers)
+        async with self.client.stream("POST", path, json=body, headers=headers) as answer:
             await _check(answer)
-            async for chunk in andjson(answer):
-                yield chunk
+            yield Piece()
+            async for chunk in (andjson if self.ndjson else asse_json)(answer):
+                yield read(chunk)
 
 
 async def _check(response: httpx.Response) -> None:
@@ -195,28 +245,34 @@ class OpenAIChat(HttpTarget):
         self.ignore_eos = ignore_eos
         self.streams = stream
 
-    async def pieces(self, request: Sequence[Message]) -> AsyncIterator[Piece]:
+    def pieces(self, request: Sequence[Message] | Chat) -> AsyncIterator[Piece]:
+        messages, headers = unpack(request)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": list(request),
+            "messages": list(messages),
             "temperature": 0,
             "max_tokens": self.max_tokens,
             "ignore_eos": self.ignore_eos,
         }
         if not self.streams:
-            answer = await self.post("/chat/completions", body)
-            yield _usage_piece(answer.get("usage"), answer["choices"][0]["message"]["content"])
-            return
+            return self.answer("/chat/completions", body, _openai_piece, headers)
         body |= {"stream": True, "stream_options": {"include_usage": True}}
-        async for chunk in self.sse("/chat/completions", body):
-            choices = chunk.get("choices") or [{}]
-            text = (choices[0].get("delta") or {}).get("content") or ""
-            yield _usage_piece(chunk.get("usage"), text)
+        return self.stream("/chat/completions", body, _openai_piece, headers)
 
 
-def _usage_piece(usage: dict | None, text: str | None) -> Piece:
-    usage = usage or {}
-    return Piece(text or "", usage.get("completion_tokens"), usage.get("prompt_tokens"))
+def _openai_piece(chunk: dict) -> Piece:
+    """A streamed chunk (``delta``) or a whole answer (``message``) of the OpenAI API."""
+    choice = (chunk.get("choices") or [{}])[0]
+    usage = chunk.get("usage") or {}
+    return Piece(
+        (choice.get("delta") or choice.get("message") or {}).get("content") or "",
+        usage.get("completion_tokens"),
+        usage.get("prompt_tokens"),
+        (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
+        chunk.get("model"),
+        # Complete once a choice says why it ended (the usage chunk may follow).
+        done=bool(choice.get("finish_reason")),
+    )
 
 
 class CourseChat(HttpTarget):
@@ -227,12 +283,15 @@ class CourseChat(HttpTarget):
     streams = False
     default_name = "course /chat"
 
-    async def pieces(self, request: Sequence[Message]) -> AsyncIterator[Piece]:
-        body = {"messages": list(request), "temperature": 0, "max_tokens": self.max_tokens,
+    def pieces(self, request: Sequence[Message] | Chat) -> AsyncIterator[Piece]:
+        messages, headers = unpack(request)
+        body = {"messages": list(messages), "temperature": 0, "max_tokens": self.max_tokens,
                 "ignore_eos": True}  # fmt: skip
-        answer = await self.post("/chat", body)
+        return self.answer("/chat", body, self._piece, headers)
+
+    def _piece(self, answer: dict) -> Piece:
         tokens = (answer.get("usage") or {}).get("completion_tokens", self.max_tokens)
-        yield Piece(answer["text"], tokens)
+        return Piece(answer["text"], tokens, done=True)
 
 
 class LlamaCppCompletion(HttpTarget):
@@ -249,18 +308,26 @@ class LlamaCppCompletion(HttpTarget):
         super().__init__(base_url, **options)
         self.ignore_eos = ignore_eos
 
-    async def prepare(self, messages: Sequence[Message]) -> str:
-        return (await self.post("/apply-template", {"messages": list(messages)}))["prompt"]
+    async def prepare(self, chat: Sequence[Message] | Chat) -> tuple[str, dict[str, str]]:
+        messages, headers = unpack(chat)
+        body = {"messages": list(messages)}
+        return (await self.post("/apply-template", body, headers))["prompt"], headers
 
-    async def pieces(self, request: str) -> AsyncIterator[Piece]:
-        body = {"prompt": request, "n_predict": self.max_tokens, "temperature": 0,
+    def pieces(self, request: tuple[str, dict[str, str]]) -> AsyncIterator[Piece]:
+        prompt, headers = request
+        body = {"prompt": prompt, "n_predict": self.max_tokens, "temperature": 0,
                 "ignore_eos": self.ignore_eos, "stream": True}  # fmt: skip
-        async for chunk in self.sse("/completion", body):
-            yield Piece(
-                chunk.get("content", ""),
-                chunk.get("tokens_predicted"),
-                chunk.get("tokens_evaluated"),
-            )
+        return self.stream("/completion", body, _llamacpp_piece, headers)
+
+
+def _llamacpp_piece(chunk: dict) -> Piece:
+    return Piece(
+        chunk.get("content", ""),
+        chunk.get("tokens_predicted"),
+        chunk.get("tokens_evaluated"),
+        model=chunk.get("model"),
+        done=bool(chunk.get("stop")),
+    )
 
 
 class OllamaChat(HttpTarget):
@@ -270,12 +337,24 @@ class OllamaChat(HttpTarget):
     earlier, so compare its output tokens (``eval_count``) with the other backends'.
     """
 
-    async def pieces(self, request: Sequence[Message]) -> AsyncIterator[Piece]:
-        body = {"model": self.model, "messages": list(request), "stream": True,
+    ndjson = True
+
+    def pieces(self, request: Sequence[Message] | Chat) -> AsyncIterator[Piece]:
+        messages, headers = unpack(request)
+        body = {"model": self.model, "messages": list(messages), "stream": True,
                 "options": {"num_predict": self.max_tokens, "temperature": 0}}  # fmt: skip
-        async for chunk in self.ndjson("/api/chat", body):
-            text = (chunk.get("message") or {}).get("content", "")
-            yield Piece(text, chunk.get("eval_count"), chunk.get("prompt_eval_count"))
+        return self.stream("/api/chat", body, _ollama_piece, headers)
+
+
+def _ollama_piece(chunk: dict) -> Piece:
+    text = (chunk.get("message") or {}).get("content", "")
+    return Piece(
+        text,
+        chunk.get("eval_count"),
+        chunk.get("prompt_eval_count"),
+        model=chunk.get("model"),
+        done=bool(chunk.get("done")),
+    )
 
 
 class InProcess(Target):
@@ -304,8 +383,9 @@ class InProcess(Target):
         self.params = SamplingParams(max_tokens, temperature=0, ignore_eos=ignore_eos)
         self.name = name
 
-    async def pieces(self, request: Sequence[Message]) -> AsyncIterator[Piece]:
-        stream = self.llm.chat(request, self.params, stream=True)
+    async def pieces(self, request: Sequence[Message] | Chat) -> AsyncIterator[Piece]:
+        messages, _ = unpack(request)
+        stream = self.llm.chat(messages, self.params, stream=True)
         try:
             while (chunk := await asyncio.to_thread(next, stream, None)) is not None:
                 usage = chunk.usage  # only in the last chunk
@@ -313,6 +393,7 @@ class InProcess(Target):
                     chunk.text,
                     usage.completion_tokens if usage else None,
                     usage.prompt_tokens if usage else None,
+                    done=chunk.finish_reason is not None,
                 )
         finally:  # stop the model if the reader gave up (still running if we were cancelled)
             with contextlib.suppress(ValueError):  # "generator already executing"

@@ -12,14 +12,14 @@ busy server's 429 or a restart's connection error is final. This client:
   its error, so one bad request costs one result, not the batch;
 * shows a progress bar.
 
-(The official ``openai.AsyncOpenAI`` retries in the same way; this client shows how, on plain
-``httpx``.)
+It does not time requests: measuring them is the benchmark harness's job (``llmlab.bench``),
+where a request is timed from the moment it is sent, not from when it got a slot. (The official
+``openai.AsyncOpenAI`` retries in the same way; this client shows how, on plain ``httpx``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +46,6 @@ class RequestResult:
     completion_tokens: int = 0
     error: str | None = None
     attempts: int = 1
-    latency_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -142,16 +141,12 @@ class AsyncBatchClient:
 
         async def one(index: int, prompt: str | Sequence[Message]) -> RequestResult:
             async with slots:
-                started = time.perf_counter()
                 try:
                     body, attempts = await self._send(prompt, params)
                 except RequestFailed as failure:
-                    result = RequestResult(
-                        index, error=str(failure), attempts=failure.attempts,
-                        latency_s=time.perf_counter() - started,
-                    )  # fmt: skip
+                    result = RequestResult(index, error=str(failure), attempts=failure.attempts)
                 else:
-                    result = _result(index, body, attempts, time.perf_counter() - started)
+                    result = _result(index, body, attempts)
             bar.update()
             return result
 
@@ -162,7 +157,7 @@ class AsyncBatchClient:
         return self.backoff_s * 2 ** (attempt - 1)
 
 
-def _result(index: int, body: dict[str, Any], attempts: int, latency_s: float) -> RequestResult:
+def _result(index: int, body: dict[str, Any], attempts: int) -> RequestResult:
     choice = body["choices"][0]
     text = choice["message"]["content"] if "message" in choice else choice["text"]
     usage = body.get("usage") or {}
@@ -173,7 +168,6 @@ def _result(index: int, body: dict[str, Any], attempts: int, latency_s: float) -
         prompt_tokens=usage.get("prompt_tokens", 0),
         completion_tokens=usage.get("completion_tokens", 0),
         attempts=attempts,
-        latency_s=latency_s,
     )
 
 

@@ -9,7 +9,7 @@
 """
 
 from llmlab.scaleout.failover import FailoverReport, failover_experiment
-from llmlab.scaleout.load import Answer, ask, ask_all, requests_per_replica
+from llmlab.scaleout.load import ask_all, chat_target, requests_per_replica
 from llmlab.scaleout.prefix_cache import (
     CacheResult,
     prefix_cache_experiment,
@@ -22,13 +22,12 @@ from llmlab.scaleout.router import POLICIES, SESSION_HEADER, Router, vllm_router
 __all__ = [
     "POLICIES",
     "SESSION_HEADER",
-    "Answer",
     "CacheResult",
     "FailoverReport",
     "Router",
     "Work",
-    "ask",
     "ask_all",
+    "chat_target",
     "failover_experiment",
     "kill",
     "prefix_cache_experiment",

@@ -23,9 +23,10 @@ from typing import Any
 
 import httpx
 
+from llmlab.bench import RequestRecord
 from llmlab.http.common import LIMITS
 from llmlab.prompts import sample_chats
-from llmlab.scaleout.load import Answer, ask
+from llmlab.scaleout.load import chat_target
 from llmlab.scaleout.replicas import kill
 from llmlab.scaleout.router import Router
 from llmlab.servers import Server
@@ -83,21 +84,20 @@ async def failover_experiment(
     docstring. The load stops once the restarted replica has answered a request (or after
     ``recover_timeout_s``). ``servers[victim]`` is running again afterwards."""
     dead = servers[victim]
-    answers: list[Answer] = []
+    answers: list[RequestRecord] = []
     timeline: dict[str, float] = {}
     done = asyncio.Event()
     retries_before = _retries(router)
+    target = chat_target(router, max_tokens=max_tokens, stream=stream)
 
-    async def client_loop(client: httpx.AsyncClient, offset: int) -> None:
+    async def client_loop(offset: int) -> None:
         chats = sample_chats(16)
         i = offset
         while not done.is_set():
-            answer = await ask(client, router.url("/v1/chat/completions"), chats[i % 16],
-                               model=router.model or "default", max_tokens=max_tokens,
-                               stream=stream, headers=router.headers)  # fmt: skip
+            answer = await target.send(chats[i % 16])
             answers.append(answer)
-            back = answer.replica == dead.model and "restart" in timeline and answer.ok
-            if back and answer.first_byte_s is not None:
+            back = answer.model == dead.model and "restart" in timeline
+            if back and answer.failure is None and answer.first_byte_s is not None:
                 timeline.setdefault("traffic", answer.first_byte_s)
                 done.set()
             i += concurrency
@@ -129,22 +129,21 @@ async def failover_experiment(
             last_count = count
             await asyncio.sleep(0.1)
 
-    async with httpx.AsyncClient(timeout=120, limits=LIMITS) as client:
-        await asyncio.gather(
-            chaos(), watch(client), *(client_loop(client, k) for k in range(concurrency))
-        )
+    async with target, httpx.AsyncClient(timeout=120, limits=LIMITS) as client:
+        await asyncio.gather(chaos(), watch(client), *(client_loop(k) for k in range(concurrency)))
+    failed = [a for a in answers if a.failure is not None]
     return FailoverReport(
         sent=len(answers),
-        answered=sum(a.ok for a in answers),
-        failed_before_first_byte=sum(a.failed_before_first_byte for a in answers),
-        failed_mid_stream=sum(a.failed_mid_stream for a in answers),
+        answered=len(answers) - len(failed),
+        failed_before_first_byte=sum(a.first_byte_s is None for a in failed),
+        failed_mid_stream=sum(a.first_byte_s is not None for a in failed),
         retried=round(_retries(router) - retries_before),
         marked_unhealthy_s=_since(timeline, "kill", "unhealthy"),
         stopped_routing_s=_since(timeline, "kill", "last_routed") or 0.0,
         restart_s=_since(timeline, "restart", "ready"),
         healthy_again_s=_since(timeline, "restart", "healthy"),
         traffic_again_s=_since(timeline, "restart", "traffic"),
-        errors=[a.error for a in answers if a.error],
+        errors=[a.failure for a in failed if a.failure is not None],
     )
 
 

@@ -1,23 +1,18 @@
-"""Send chats through a router and record, per request, what the experiments need.
+"""Send chats through a router with the benchmark harness, and count what each replica served.
 
-The benchmark harness (``llmlab.bench``) records timings; here each answer also keeps which
-replica wrote it (the ``model`` field: ``replicas`` gives each its own alias), the prompt
-tokens the replica took from its cache, and, for a failed request, whether any of the answer
-had arrived (a router can retry a request that has not started, never one that has).
+Each request is the harness's (``llmlab.bench``: one timing loop for the whole course), and its
+``RequestRecord`` keeps what the experiments read: which replica wrote the answer (the
+``model`` field: ``replicas`` gives each its own alias), the prompt tokens the replica took
+from its cache, and, for a failed request, whether the answer had started (a router can retry a
+request that has not started, never one that has).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-import httpx
-
-from llmlab.http.common import LIMITS, error_message, stream_headers
-from llmlab.http.streaming import StreamError, asse_json
+from llmlab import bench
+from llmlab.bench import Chat, OpenAIChat, RequestRecord
 from llmlab.messages import Message
 from llmlab.prompts import sample_chats
 from llmlab.scaleout.replicas import replica_work
@@ -25,93 +20,13 @@ from llmlab.scaleout.router import SESSION_HEADER, Router
 from llmlab.servers import Server
 
 
-@dataclass
-class Answer:
-    """One request as the client saw it. Times are ``time.perf_counter()`` seconds."""
-
-    sent_s: float
-    #: When the answer started: its status line and headers arrived, and said success (None:
-    #: it never did). From then on the router has committed to this worker and cannot retry.
-    first_byte_s: float | None = None
-    #: When the first chunk with text arrived.
-    first_token_s: float | None = None
-    #: The replica that wrote it (its alias, from the answer's ``model`` field).
-    replica: str | None = None
-    text: str = ""
-    prompt_tokens: int | None = None
-    cached_tokens: int | None = None
-    finished: bool = False
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.finished and self.error is None
-
-    @property
-    def failed_before_first_byte(self) -> bool:
-        return not self.ok and self.first_byte_s is None
-
-    @property
-    def failed_mid_stream(self) -> bool:
-        return not self.ok and self.first_byte_s is not None
-
-    @property
-    def ttft_s(self) -> float | None:
-        return None if self.first_token_s is None else self.first_token_s - self.sent_s
-
-
-async def ask(
-    client: httpx.AsyncClient,
-    url: str,
-    messages: Sequence[Message],
-    *,
-    model: str = "default",
-    max_tokens: int = 8,
-    stream: bool = True,
-    headers: dict[str, str] | None = None,
-) -> Answer:
-    """Send one greedy chat to ``url`` (``.../v1/chat/completions``), ``max_tokens`` long
-    (``ignore_eos``), and record it; a failure is recorded, never raised."""
-    body = {"model": model, "messages": list(messages), "temperature": 0,
-            "max_tokens": max_tokens, "ignore_eos": True, "stream": stream}  # fmt: skip
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    answer = Answer(sent_s=time.perf_counter())
-    try:
-        async with client.stream(
-            "POST", url, json=body, headers=(headers or {}) | stream_headers()
-        ) as response:
-            if response.is_error:
-                await response.aread()
-                answer.error = f"HTTP {response.status_code}: {error_message(response)}"
-                return answer
-            answer.first_byte_s = time.perf_counter()
-            if stream:
-                async for chunk in asse_json(response):
-                    _read_chunk(answer, chunk, done=False)
-            else:
-                _read_chunk(answer, json.loads(await response.aread()), done=True)
-        if not answer.finished:
-            answer.error = "the answer ended before it was complete"
-    except (httpx.HTTPError, ValueError, StreamError) as error:
-        answer.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return answer
-
-
-def _read_chunk(answer: Answer, chunk: dict, *, done: bool) -> None:
-    now = time.perf_counter()
-    answer.replica = chunk.get("model", answer.replica)
-    choice = (chunk.get("choices") or [{}])[0]
-    text = (choice.get("delta") or choice.get("message") or {}).get("content")
-    if text:
-        answer.first_token_s = answer.first_token_s or now
-        answer.text += text
-    usage = chunk.get("usage")
-    if usage:
-        answer.prompt_tokens = usage.get("prompt_tokens")
-        answer.cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-    # A stream is complete once a choice says why it ended (the usage chunk may follow).
-    answer.finished = answer.finished or done or bool(choice.get("finish_reason"))
+def chat_target(server: Server, *, max_tokens: int = 8, stream: bool = True) -> OpenAIChat:
+    """Greedy chats of exactly ``max_tokens`` tokens (``ignore_eos``) to ``server``'s
+    ``/v1/chat/completions``, with its API key."""
+    return OpenAIChat(
+        server.url("/v1"), server.model or "default", max_tokens=max_tokens, stream=stream,
+        api_key=server.api_key, timeout_s=300, name=server.name,
+    )  # fmt: skip
 
 
 async def ask_all(
@@ -122,20 +37,16 @@ async def ask_all(
     max_tokens: int = 8,
     stream: bool = True,
     headers: Callable[[int], dict[str, str]] | None = None,
-) -> list[Answer]:
-    """Send every chat to ``server``'s ``/v1/chat/completions``, ``concurrency`` at a time;
-    ``headers(i)`` adds headers to the i-th request."""
-    slots = asyncio.Semaphore(concurrency)
-    url = server.url("/v1/chat/completions")
-
-    async def one(i: int, chat: Sequence[Message]) -> Answer:
-        async with slots:
-            extra = server.headers | (headers(i) if headers else {})
-            return await ask(client, url, chat, model=server.model or "default",
-                             max_tokens=max_tokens, stream=stream, headers=extra)  # fmt: skip
-
-    async with httpx.AsyncClient(timeout=300, limits=LIMITS) as client:
-        return await asyncio.gather(*(one(i, chat) for i, chat in enumerate(chats)))
+) -> list[RequestRecord]:
+    """Send every chat to ``server``, ``concurrency`` at a time, and return each request's
+    record in order (a failure is recorded, never raised); ``headers(i)`` adds headers to the
+    i-th request."""
+    workload = [Chat(chat, headers(i) if headers else {}) for i, chat in enumerate(chats)]
+    target = chat_target(server, max_tokens=max_tokens, stream=stream)
+    result = await bench.run(
+        target, workload, concurrency=concurrency, warmup=False, progress=False
+    )
+    return list(result.records)
 
 
 async def requests_per_replica(
@@ -163,11 +74,11 @@ async def requests_per_replica(
             return {}
         return {SESSION_HEADER: session(i) if callable(session) else session}
 
-    answers = await ask_all(
+    records = await ask_all(
         router, sample_chats(requests), concurrency=concurrency, max_tokens=max_tokens,
         stream=stream, headers=headers,
     )  # fmt: skip
-    failed = [a.error for a in answers if not a.ok]
+    failed = [r.failure for r in records if r.failure is not None]
     if failed:
         raise RuntimeError(f"{len(failed)} of {requests} requests failed, e.g. {failed[0]}")
     return [

@@ -22,15 +22,15 @@ few prompts the split can be uneven).
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from llmlab.bench import RequestRecord, Stats
 from llmlab.messages import Message
 from llmlab.prompts import QUESTIONS, SYSTEM_PROMPT
-from llmlab.scaleout.load import Answer, ask_all
+from llmlab.scaleout.load import ask_all
 from llmlab.scaleout.replicas import replicas
 from llmlab.scaleout.router import SESSION_HEADER, vllm_router
 
@@ -69,15 +69,16 @@ def prefix_workload(
 
 @dataclass(frozen=True)
 class CacheResult:
-    """One policy's run: how much of the prompts came from the replicas' caches, and TTFT."""
+    """One policy's run: how much of the prompts came from the replicas' caches, and the time
+    to first token (in ms, at the harness's percentiles: ``llmlab.bench.Stats``)."""
 
     policy: str
     requests: int
     failed: int
     prompt_tokens: int
     cached_tokens: int
-    ttft_p50_s: float
-    ttft_p90_s: float
+    ttft_p50_ms: float
+    ttft_p90_ms: float
     duration_s: float
 
     @property
@@ -90,20 +91,20 @@ class CacheResult:
         return asdict(self) | {"hit_ratio": round(self.hit_ratio, 3)}
 
 
-def summarize_cache(policy: str, answers: Sequence[Answer], duration_s: float) -> CacheResult:
-    """Add up the answers of one run."""
-    done = [a for a in answers if a.ok and a.ttft_s is not None]
-    ttfts = sorted(a.ttft_s for a in done if a.ttft_s is not None)
+def summarize_cache(
+    policy: str, records: Sequence[RequestRecord], duration_s: float
+) -> CacheResult:
+    """Add up the requests of one run."""
+    done = [r for r in records if r.failure is None]
+    ttft = Stats.of([1000 * r.ttft_s for r in done])
     return CacheResult(
         policy=policy,
-        requests=len(answers),
-        failed=len(answers) - len(done),
-        prompt_tokens=sum(a.prompt_tokens or 0 for a in done),
-        cached_tokens=sum(a.cached_tokens or 0 for a in done),
-        ttft_p50_s=round(statistics.median(ttfts), 3) if ttfts else float("nan"),
-        ttft_p90_s=round(statistics.quantiles(ttfts, n=10)[-1], 3)
-        if len(ttfts) > 1
-        else float("nan"),
+        requests=len(records),
+        failed=len(records) - len(done),
+        prompt_tokens=sum(r.prompt_tokens or 0 for r in done),
+        cached_tokens=sum(r.cached_tokens or 0 for r in done),
+        ttft_p50_ms=round(ttft.p50, 1),
+        ttft_p90_ms=round(ttft.p90, 1),
         duration_s=round(duration_s, 2),
     )
 
@@ -142,8 +143,8 @@ async def prefix_cache_experiment(
             router = vllm_router([s.base_url for s in servers], policy=policy)
             with router:
                 started = time.perf_counter()
-                answers = await ask_all(
+                records = await ask_all(
                     router, chats, concurrency=concurrency, max_tokens=max_tokens, headers=prompt_id
                 )
-                results.append(summarize_cache(policy, answers, time.perf_counter() - started))
+                results.append(summarize_cache(policy, records, time.perf_counter() - started))
     return results

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from llmlab.errors import MissingPackageError, ModelNotFoundError, ModelTooLargeError
 from llmlab.settings import DEFAULT_MODEL, cache_dir, model_setting
-from llmlab.sizing.hardware import BYTES_PER_PARAM, GiB
+from llmlab.sizing.memory import BYTES_PER_PARAM, GiB
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -13,8 +13,8 @@ So this script sizes the model first, from metadata only (no weights downloaded 
 1. count the parameters: the hub's safetensors metadata for a hub id, the safetensors headers
    for a folder on disk;
 2. ``plan_load`` (a pure function, tested with made-up machines) picks dtype, ``device_map``,
-   ``max_memory`` and bitsandbytes quantization from the memory arithmetic in
-   ``llmlab.sizing.hardware``, or refuses and says what would fit;
+   ``max_memory`` and bitsandbytes quantization from the course's memory model
+   (``llmlab.sizing.memory``), or refuses and says what would fit;
 3. print the plan with the reason for each choice, and only then load, answer ``--prompt``
    through the chat template, and report load time, peak memory and tokens/s.
 
@@ -41,17 +41,15 @@ import torch
 from llmlab.errors import LLMLabError, ModelNotFoundError
 from llmlab.local.profiling import peak_memory
 from llmlab.models import resolve_model
-from llmlab.sizing.hardware import (
+from llmlab.sizing.hardware import Device, Hardware, detect_hardware, recommend
+from llmlab.sizing.memory import (
     REFERENCE_MODELS,
-    RUNTIME_OVERHEAD,
+    RUNTIME_GIB_PER_DEVICE,
     Architecture,
-    Device,
     GiB,
-    Hardware,
     MemoryEstimate,
-    detect_hardware,
     estimate_memory,
-    recommend,
+    memory_for,
 )
 
 DEFAULT_MODEL_ID = "Qwen/Qwen2.5-7B-Instruct"
@@ -159,7 +157,8 @@ def plan_load(
 ) -> LoadPlan:
     """Choose how to load a model of ``parameters`` on ``hardware``, or refuse with what would fit.
 
-    Memory is ``llmlab.sizing.hardware.estimate_memory``: weights + KV cache + runtime room.
+    Memory is ``llmlab.sizing.memory.estimate_memory``: weights + KV cache + runtime, the
+    figure chapter 01 and chapter 08's planner give for the same model.
 
     * CPU: float32 when even that fits (full precision, the CPU path ``pick_dtype`` uses),
       else bfloat16 (half the memory), else refuse.
@@ -297,9 +296,9 @@ def plan_load(
             if fitting
             else ("bitsandbytes is not installed; even its 4-bit would not fit on the GPU",)
         )
-    # Offload: keep room on the GPU for the KV cache and activations, and in RAM for the process.
-    gpu_budget = math.floor(free - full.kv_cache_gib - RUNTIME_OVERHEAD * free)
-    ram_budget = math.floor(ram * (1 - RUNTIME_OVERHEAD))
+    # Offload: keep room on the GPU for the KV cache and the runtime, and in RAM for the process.
+    gpu_budget = math.floor(free - full.kv_cache_gib - full.runtime_gib)
+    ram_budget = math.floor(ram - RUNTIME_GIB_PER_DEVICE)
     if gpu_budget >= 1 and full.weights_gib <= gpu_budget + ram_budget:
         on_gpu = min(full.weights_gib, gpu_budget)
         return LoadPlan(
@@ -334,8 +333,7 @@ def _quantized_estimate(
     """Memory with bitsandbytes: quantized linear layers, 16-bit embeddings, 16-bit KV cache."""
     kept = min(unquantized, int(arch.num_params))
     weights = ((arch.num_params - kept) * bits / 8 + kept * 2) / GiB
-    kv = estimate_memory(arch, context_length=context_length).kv_cache_gib
-    return MemoryEstimate(weights, kv, RUNTIME_OVERHEAD * weights)
+    return memory_for(weights, arch, context_length=context_length)
 
 
 def _what_would_fit(

@@ -8,16 +8,16 @@ from llmlab.sizing.capacity import (
     ReplicaShape,
     check_source_table,
     in_flight,
-    kv_bytes_per_token,
     min_gpu_memory_gib,
     plan_capacity,
     replica_shape,
     sustainable_concurrency,
 )
-from llmlab.sizing.hardware import Architecture, GiB
+from llmlab.sizing.memory import Architecture, GiB, kv_bytes_per_token
 
 # 4 Gi parameters: 8 GiB in bfloat16. KV: 2 x 32 layers x 8 heads x 128 x 2 bytes = 128 KiB a
-# token, so a 4096-token sequence takes exactly 0.5 GiB.
+# token, so a 4096-token sequence takes exactly 0.5 GiB. Runtime (llmlab.sizing.memory): 0.5 GiB
+# per GPU + 10% of the weights = 1.3 GiB on one GPU, 1.8 on two.
 MODEL = Architecture(4 * GiB, num_layers=32, num_kv_heads=8, head_dim=128)
 
 LEVELS = [
@@ -33,23 +33,27 @@ def test_kv_cache_per_token():
 
 
 def test_one_gpu_when_weights_and_a_sequence_fit():
-    # 20 GiB x 0.9 - 2 GiB runtime = 16 GiB; minus 8 GiB of weights leaves 8 GiB = 16 sequences.
+    # 20 GiB x 0.9 = 18 GiB; minus 8 GiB of weights and 1.3 of runtime leaves 8.7 = 17 sequences.
     shape = replica_shape(MODEL, gpu_memory_gib=20)
-    assert shape == ReplicaShape(1, 1, weights_gib_per_gpu=8, kv_cache_gib=8, max_sequences=16)
+    assert shape == ReplicaShape(
+        1, 1, weights_gib_per_gpu=8, kv_cache_gib=pytest.approx(8.7), max_sequences=17
+    )
     assert shape.vllm_args() == ["--tensor-parallel-size", "1"]
 
 
 def test_tensor_parallel_when_more_sequences_are_needed():
-    # Two GPUs: 2 x 16 GiB - 8 GiB = 24 GiB of KV cache = 48 sequences, 4 GiB of weights each.
+    # 20 sequences take 10 GiB: one GPU (18 - 8 - 1.3) is short. Two: 36 - 8 - 1.8 = 26.2 GiB
+    # of KV cache = 52 sequences, 4 GiB of weights each.
     shape = replica_shape(MODEL, gpu_memory_gib=20, min_sequences=20)
     assert (shape.tensor_parallel, shape.pipeline_parallel, shape.gpus) == (2, 1, 2)
     assert shape.weights_gib_per_gpu == 4
-    assert shape.max_sequences == 48
+    assert shape.max_sequences == 52
 
 
 def test_pipeline_parallel_across_nodes_when_one_node_is_not_enough():
-    # 8 GPUs of 4 GiB hold 8 x (3.6 - 2) = 12.8 GiB, less than 8 GiB + room; 2 nodes hold 25.6.
-    shape = replica_shape(MODEL, gpu_memory_gib=4, min_sequences=20)
+    # 40 sequences (20 GiB): 8 GPUs of 4 GiB hold 28.8 GiB, less than 8 + 20 + (4 + 0.8) of
+    # runtime; 2 nodes hold 57.6, more than 8 + 20 + (8 + 0.8).
+    shape = replica_shape(MODEL, gpu_memory_gib=4, min_sequences=40)
     assert (shape.tensor_parallel, shape.pipeline_parallel) == (8, 2)
     assert shape.vllm_args() == [
         "--tensor-parallel-size", "8", "--pipeline-parallel-size", "2",
@@ -57,17 +61,17 @@ def test_pipeline_parallel_across_nodes_when_one_node_is_not_enough():
 
 
 def test_min_gpu_memory_is_the_inverse_of_the_shape():
-    # (8 GiB weights + 0.5 GiB sequence + 2 GiB runtime) / 0.9
-    assert min_gpu_memory_gib(MODEL) == pytest.approx(10.5 / 0.9)
-    assert replica_shape(MODEL, gpu_memory_gib=10.5 / 0.9 + 0.01).max_sequences == 1
-    assert replica_shape(MODEL, gpu_memory_gib=10.5 / 0.9 - 0.01).gpus == 2
+    # (8 GiB weights + 0.5 GiB sequence + 1.3 GiB runtime) / 0.9
+    assert min_gpu_memory_gib(MODEL) == pytest.approx(9.8 / 0.9)
+    assert replica_shape(MODEL, gpu_memory_gib=9.8 / 0.9 + 0.01).max_sequences == 1
+    assert replica_shape(MODEL, gpu_memory_gib=9.8 / 0.9 - 0.01).gpus == 2
 
 
 def test_bad_input_is_a_clear_error():
     with pytest.raises(CapacityError, match="Unknown dtype 'fp6'"):
         replica_shape(MODEL, gpu_memory_gib=20, dtype="fp6")
     with pytest.raises(CapacityError, match="leaves nothing after the runtime"):
-        replica_shape(MODEL, gpu_memory_gib=1)
+        replica_shape(MODEL, gpu_memory_gib=0.5)
 
 
 def test_busiest_level_within_both_budgets():
@@ -85,7 +89,7 @@ def test_a_budget_no_level_meets_names_the_closest():
 
 
 def test_replicas_limited_by_latency():
-    shape = replica_shape(MODEL, gpu_memory_gib=20)  # 16 sequences fit
+    shape = replica_shape(MODEL, gpu_memory_gib=20)  # 17 sequences fit
     plan = plan_capacity(100, shape, LEVELS, ttft_budget_s=1.0, tpot_budget_s=0.06)
     assert (plan.per_replica, plan.limited_by, plan.replicas, plan.total_gpus) == (
         16, "latency", 7, 7,
@@ -93,11 +97,11 @@ def test_replicas_limited_by_latency():
 
 
 def test_replicas_limited_by_kv_cache():
-    shape = replica_shape(MODEL, gpu_memory_gib=14)  # 14 x 0.9 - 2 - 8 = 2.6 GiB: 5 sequences
-    assert shape.max_sequences == 5
+    shape = replica_shape(MODEL, gpu_memory_gib=14)  # 14 x 0.9 - 8 - 1.3 = 3.3 GiB: 6 sequences
+    assert shape.max_sequences == 6
     plan = plan_capacity(100, shape, LEVELS, ttft_budget_s=1.0, tpot_budget_s=0.06)
-    assert (plan.per_replica, plan.limited_by, plan.replicas) == (5, "KV cache memory", 20)
-    assert plan.row()["GPUs"] == 20
+    assert (plan.per_replica, plan.limited_by, plan.replicas) == (6, "KV cache memory", 17)
+    assert plan.row()["GPUs"] == 17
 
 
 def test_littles_law():

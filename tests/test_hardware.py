@@ -3,14 +3,8 @@
 import psutil
 import pytest
 
-from llmlab.sizing.hardware import (
-    REFERENCE_MODELS,
-    Architecture,
-    Hardware,
-    detect_hardware,
-    estimate_memory,
-    recommend,
-)
+from llmlab.sizing.hardware import Hardware, detect_hardware, recommend
+from llmlab.sizing.memory import REFERENCE_MODELS, Architecture, estimate_memory
 
 SEVEN_B = REFERENCE_MODELS["Qwen2.5-7B-Instruct"]
 

@@ -7,7 +7,7 @@ import pytest
 
 from llmlab.manifests import Manifest, load_manifests, problems, validate_folder
 from llmlab.sizing.capacity import replica_shape
-from llmlab.sizing.hardware import REFERENCE_MODELS
+from llmlab.sizing.memory import REFERENCE_MODELS
 
 FOLDER = Path(__file__).parents[1] / "deploy" / "k8s"
 

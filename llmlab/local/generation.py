@@ -34,7 +34,8 @@ from transformers.utils import logging as hf_logging
 from llmlab.errors import ModelNotFoundError
 from llmlab.messages import Message, validate_messages
 from llmlab.models import check_fits_in_memory, resolve_model
-from llmlab.sizing.hardware import Device, GiB, detect_hardware
+from llmlab.sizing.hardware import Device, detect_hardware
+from llmlab.sizing.memory import GiB
 
 FinishReason = Literal["stop", "length"]
 

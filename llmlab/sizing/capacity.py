@@ -2,11 +2,11 @@
 
 Two questions decide how many GPUs a service needs, and they have different answers:
 
-* **How many GPUs does one copy of the model need?** Memory: the weights, split across the
-  GPUs of a tensor-parallel group, plus room for the KV cache of at least one full-length
-  sequence, plus what the runtime keeps for itself (CUDA context, activations, CUDA graphs).
-  When eight GPUs (one node) are not enough, pipeline parallelism spreads the layers over
-  several nodes.
+* **How many GPUs does one copy of the model need?** Memory, as the course's memory model
+  counts it (``llmlab.sizing.memory``): the weights, split across the GPUs of a tensor-parallel
+  group, plus room for the KV cache of at least one full-length sequence, plus the runtime of
+  every GPU. vLLM takes only ``gpu_memory_utilization`` (0.9) of each card. When eight GPUs
+  (one node) are not enough, pipeline parallelism spreads the layers over several nodes.
 * **How many copies does the traffic need?** Latency: the benchmark harness measures one
   replica at several concurrencies; the largest one that still meets the time-to-first-token
   and time-per-output-token budgets is what a replica can carry. The KV cache can cap it lower.
@@ -23,15 +23,16 @@ from dataclasses import dataclass
 
 from llmlab.bench.records import BenchmarkResult
 from llmlab.errors import LLMLabError
-from llmlab.sizing.hardware import BYTES_PER_PARAM, REFERENCE_MODELS, Architecture, GiB
+from llmlab.sizing.memory import (
+    REFERENCE_MODELS,
+    RUNTIME_GIB_PER_DEVICE,
+    Architecture,
+    bytes_per_param,
+    estimate_memory,
+)
 
 #: Tensor-parallel sizes vLLM is run with: powers of two up to one node's GPUs.
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
-
-#: Memory each GPU keeps outside weights and KV cache when vLLM serves: the CUDA context,
-#: activations of the largest batch and captured CUDA graphs. About 1-3 GiB in vLLM's startup
-#: log ("non_torch_memory", "activation peak", "CUDA graphs"); 2 GiB is a middle figure.
-RUNTIME_GIB_PER_GPU = 2.0
 
 #: The source chapter's hardware table: model size, GPU memory (GB) and the method it names.
 #: Each row stands for the published model named first.
@@ -69,11 +70,6 @@ class ReplicaShape:
         return args
 
 
-def kv_bytes_per_token(arch: Architecture, kv_dtype: str = "float16") -> float:
-    """K and V, for every layer and KV head: what each token of context costs in memory."""
-    return 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * BYTES_PER_PARAM[kv_dtype]
-
-
 def replica_shape(
     arch: Architecture,
     *,
@@ -81,7 +77,6 @@ def replica_shape(
     dtype: str = "bfloat16",
     context_length: int = 4096,
     gpu_memory_utilization: float = 0.9,
-    runtime_gib_per_gpu: float = RUNTIME_GIB_PER_GPU,
     min_sequences: int = 1,
     gpus_per_node: int = 8,
 ) -> ReplicaShape:
@@ -91,23 +86,32 @@ def replica_shape(
     node), then pipeline parallelism across nodes of ``gpus_per_node`` GPUs each, as vLLM's
     documentation advises. ``gpu_memory_utilization`` is vLLM's flag of the same name.
     """
-    if dtype not in BYTES_PER_PARAM:
-        raise CapacityError(f"Unknown dtype {dtype!r}; choose one of {sorted(BYTES_PER_PARAM)}")
+    try:
+        bytes_per_param(dtype)
+    except ValueError as error:
+        raise CapacityError(str(error)) from None
     if not 0 < gpu_memory_utilization <= 1:
         raise CapacityError("gpu_memory_utilization is a fraction between 0 and 1")
-    if gpu_memory_gib <= runtime_gib_per_gpu:
-        raise CapacityError(f"A {gpu_memory_gib} GiB GPU leaves nothing after the runtime")
-    weights = arch.num_params * BYTES_PER_PARAM[dtype] / GiB
-    sequence = kv_bytes_per_token(arch) * context_length / GiB
-    usable = gpu_memory_gib * gpu_memory_utilization - runtime_gib_per_gpu
+    if gpu_memory_gib * gpu_memory_utilization <= RUNTIME_GIB_PER_DEVICE:
+        raise CapacityError(f"A {gpu_memory_gib:g} GiB GPU leaves nothing after the runtime")
     tensor_sizes = [size for size in TENSOR_PARALLEL_SIZES if size <= gpus_per_node]
     shapes = [(tp, 1) for tp in tensor_sizes]
     shapes += [(tensor_sizes[-1], pp) for pp in range(2, 65)]
     for tp, pp in shapes:
-        kv_cache = tp * pp * usable - weights
-        if kv_cache >= min_sequences * sequence:
-            return ReplicaShape(tp, pp, weights / (tp * pp), kv_cache, int(kv_cache // sequence))
-    raise CapacityError(f"{weights:.0f} GiB of weights do not fit on 64 nodes of {gpus_per_node}")
+        needed = estimate_memory(
+            arch, dtype, context_length=context_length, batch_size=min_sequences, devices=tp * pp
+        )
+        room = tp * pp * gpu_memory_gib * gpu_memory_utilization
+        if needed.total_gib <= room:
+            kv_cache = room - needed.weights_gib - needed.runtime_gib
+            sequence = needed.kv_cache_gib / min_sequences
+            return ReplicaShape(
+                tp, pp, needed.weights_gib / (tp * pp), kv_cache, int(kv_cache // sequence)
+            )
+    raise CapacityError(
+        f"{needed.weights_gib:.0f} GiB of weights do not fit on 64 nodes of {gpus_per_node} "
+        f"GPUs of {gpu_memory_gib:g} GiB"
+    )
 
 
 @dataclass(frozen=True)
@@ -215,33 +219,33 @@ def min_gpu_memory_gib(
     dtype: str = "bfloat16",
     context_length: int = 4096,
     gpu_memory_utilization: float = 0.9,
-    runtime_gib_per_gpu: float = RUNTIME_GIB_PER_GPU,
 ) -> float:
-    """The smallest single GPU that serves one full-length sequence (the inverse of
-    ``replica_shape`` at one GPU): weights + one sequence's KV cache + runtime, over utilization.
-    """
-    weights = arch.num_params * BYTES_PER_PARAM[dtype] / GiB
-    sequence = kv_bytes_per_token(arch) * context_length / GiB
-    return (weights + sequence + runtime_gib_per_gpu) / gpu_memory_utilization
+    """The smallest single GPU vLLM serves one full-length sequence on (the inverse of
+    ``replica_shape`` at one GPU): the memory model's total, over vLLM's utilization."""
+    needed = estimate_memory(arch, dtype, context_length=context_length)
+    return needed.total_gib / gpu_memory_utilization
 
 
 def check_source_table(
     gpu_sizes_gib: Sequence[float] = (24, 48, 80), *, context_length: int = 4096
 ) -> list[dict[str, object]]:
-    """Each row of the source chapter's table, next to what the planner says it needs.
+    """Each row of the source chapter's table, next to what the memory model says it needs.
 
-    "needs" is ``min_gpu_memory_gib``: the least GPU memory that serves one user in bfloat16
-    at vLLM's default 0.9 memory utilization. The other columns count GPUs per replica.
+    "needs" is ``estimate_memory`` for one user in bfloat16 (chapter 01's figure); "smallest
+    GPU" adds the 10% of the card that vLLM leaves alone (``min_gpu_memory_gib``). The other
+    columns count GPUs per replica.
     """
     rows = []
     for model, size, (low, high), method in SOURCE_TABLE:
         arch = REFERENCE_MODELS[model]
-        needed = min_gpu_memory_gib(arch, context_length=context_length)
+        needed = estimate_memory(arch, context_length=context_length).total_gib
+        smallest = min_gpu_memory_gib(arch, context_length=context_length)
         row: dict[str, object] = {
             "size": size,
             "model": model,
             "table (GB)": f"{low}-{high}" if high else f"{low}+",
             "needs (GiB)": round(needed, 1),
+            "smallest GPU for vLLM (GiB)": round(smallest, 1),
             "table's method": method,
         }
         for gib in gpu_sizes_gib:

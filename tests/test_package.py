@@ -24,9 +24,11 @@ def test_an_unknown_name_is_an_attribute_error():
 HTTP_ONLY = ["llmlab.webui.app", "llmlab.scaleout", "llmlab.bench", "llmlab.exercises"]
 #: Exercise checkers that need no model: chapters 03-06's.
 MODEL_FREE_CHECKERS = [f"llmlab.exercises.chapter0{n}" for n in (3, 4, 5, 6)]
+#: Memory arithmetic and planning: a plan is made before anything is loaded.
+SIZING = ["llmlab.sizing.capacity", "llmlab.sizing.load_plan", "llmlab.sizing.model_size"]
 
 
-@pytest.mark.parametrize("module", HTTP_ONLY + MODEL_FREE_CHECKERS)
+@pytest.mark.parametrize("module", HTTP_ONLY + MODEL_FREE_CHECKERS + SIZING)
 def test_http_only_modules_do_not_load_pytorch(module):
     """The chat page, the router experiments and the harness start in a fraction of the time
     and memory when PyTorch stays out (it is only needed to run a model in process)."""

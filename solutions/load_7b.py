@@ -96,7 +96,7 @@ def load_and_answer(model: str, plan: LoadPlan, prompt: str, max_new_tokens: int
     """Load ``model`` as ``plan`` says and answer ``prompt`` greedily through the chat template."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmlab.local.generation import SamplingParams, encode_prompt
+    from llmlab.local.sampling import SamplingParams, encode_prompt
     from llmlab.prompts import chat
 
     if plan.device == "cuda":

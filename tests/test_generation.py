@@ -5,7 +5,8 @@ import threading
 import pytest
 import torch
 
-from llmlab.local.generation import LocalLLM, SamplingParams, pick_dtype
+from llmlab.local.generation import LocalLLM, pick_dtype
+from llmlab.local.sampling import SamplingParams
 from tests.conftest import SYSTEM, ask
 
 CAPITAL = ask("What is the capital of France?")

@@ -377,7 +377,7 @@ class InProcess(Target):
         name: str = "transformers (in process)",
     ) -> None:
         # Imported here: the HTTP targets above must not load PyTorch; this one has it loaded.
-        from llmlab.local.generation import SamplingParams
+        from llmlab.local.sampling import SamplingParams
 
         self.llm = llm
         self.params = SamplingParams(max_tokens, temperature=0, ignore_eos=ignore_eos)

@@ -23,8 +23,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from llmlab.local.generation import GenerationResult, LocalLLM, SamplingParams, sampling_params
+from llmlab.local.generation import LocalLLM
 from llmlab.local.profiling import peak_memory
+from llmlab.local.sampling import GenerationResult, SamplingParams, sampling_params
 from llmlab.messages import Message
 
 Prompt = str | Sequence[Message]

@@ -44,7 +44,8 @@ from prometheus_client import (
 from sse_starlette import EventSourceResponse
 
 from llmlab.http.guard import MAX_BODY_BYTES, BodySizeLimit, validation_errors
-from llmlab.local.generation import LocalLLM, SamplingParams
+from llmlab.local.generation import LocalLLM
+from llmlab.local.sampling import SamplingParams
 from llmlab.service.engine import (
     Engine,
     Finished,

@@ -33,7 +33,8 @@ from transformers.generation.streamers import BaseStreamer
 
 from llmlab.errors import LLMLabError
 from llmlab.local.batching import LeftPaddingCollator
-from llmlab.local.generation import FinishReason, LocalLLM, SamplingParams, Usage
+from llmlab.local.generation import LocalLLM
+from llmlab.local.sampling import FinishReason, SamplingParams, Usage
 from llmlab.messages import Message
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 
 from llmlab.http.common import LIMITS, bearer, error_message, stream_headers
 from llmlab.http.streaming import StreamError, asse_json
-from llmlab.local.generation import SamplingParams, Usage, encode_prompt
+from llmlab.local.sampling import SamplingParams, Usage, encode_prompt
 from llmlab.messages import Message
 from llmlab.models import resolve_model
 from llmlab.service.engine import Finished, QueueFullError, Request, TextDelta

@@ -22,7 +22,7 @@ from llmlab.ollama import (
     ollama_server,
     parse_modelfile,
 )
-from llmlab.ollama.schemas import keep_alive_seconds, llama_options
+from llmlab.ollama.options import keep_alive_seconds, llama_options
 from llmlab.ollama.store import ModelStore, StoreError, human_count, normalize_name
 from llmlab.prompts import SYSTEM_PROMPT, chat
 from llmlab.servers import Server, free_port

@@ -207,7 +207,8 @@ def _messages_problem(sent: list[dict[str, Any]], messages: list[Message]) -> st
 
 
 def _options_problem(options: object, settings: Mapping[str, Any]) -> str | None:
-    from llmlab.ollama.schemas import ApiError, llama_options
+    from llmlab.ollama.options import llama_options
+    from llmlab.ollama.schemas import ApiError
 
     temperature, max_tokens = settings["temperature"], settings["max_tokens"]
     options = dict(options) if isinstance(options, Mapping) else {}

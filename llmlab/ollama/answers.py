@@ -19,13 +19,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmlab.http.streaming import StreamError, asse_json
 from llmlab.ollama.modelfile import check_template, convert_parameter, render_template
+from llmlab.ollama.options import json_schema, keep_alive_seconds, llama_options
 from llmlab.ollama.runners import Runner, Runners
 from llmlab.ollama.schemas import (
     ApiError,
     InferenceBody,
-    json_schema,
-    keep_alive_seconds,
-    llama_options,
 )
 from llmlab.ollama.store import StoredModel
 from llmlab.ollama.upstream import open_stream, upstream_failure, upstream_json

@@ -1,4 +1,5 @@
-"""What the Ollama-compatible server accepts: request bodies, options and durations, checked.
+"""What the Ollama-compatible server accepts: request bodies, checked (options and durations are
+``options.py``'s, a create request's recipe ``recipes.py``'s).
 
 Each body is read as JSON whatever its Content-Type (Ollama's own examples use ``curl -d``,
 which says it sends a form), unknown fields are ignored as Ollama ignores them, and anything
@@ -15,9 +16,6 @@ what it does not know; a GGUF's Jinja template may raise instead), and a body ov
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
@@ -25,38 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llmlab.errors import LLMLabError
 from llmlab.http.guard import HostileInputError, read_json
-from llmlab.ollama.modelfile import (
-    PARAMETER_TYPES,
-    Modelfile,
-    ModelfileError,
-    check_template,
-    convert_parameter,
-    parse_modelfile,
-    unknown_parameter,
-)
-from llmlab.ollama.store import ModelStore
 
-#: Ollama's option names and the names llama-server's ``/completion`` gives them.
-OPTIONS = {
-    "temperature": "temperature",
-    "top_k": "top_k",
-    "top_p": "top_p",
-    "min_p": "min_p",
-    "typical_p": "typical_p",
-    "seed": "seed",
-    "num_predict": "n_predict",
-    "num_keep": "n_keep",
-    "stop": "stop",
-    "repeat_penalty": "repeat_penalty",
-    "repeat_last_n": "repeat_last_n",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-    "mirostat": "mirostat",
-    "mirostat_tau": "mirostat_tau",
-    "mirostat_eta": "mirostat_eta",
-}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
-_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 UNSUPPORTED = "is not supported by this server: it runs text-only GGUF models on llama-server"
 
 
@@ -252,63 +219,11 @@ def _check_content(content: str | list[dict[str, Any]] | None) -> None:
             raise ApiError(400, "invalid message format")
 
 
-def keep_alive_seconds(value: float | str | None) -> float | None:
-    """Ollama's ``keep_alive``: seconds, or a duration like ``"5m"``; negative means forever."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        unsigned = text.removeprefix("-")
-        parts = _DURATION.findall(unsigned)
-        if not parts or "".join(number + unit for number, unit in parts) != unsigned:
-            raise ApiError(
-                400, f"keep_alive {value!r} is not a duration like 5m, 30s or 0"
-            ) from None
-        seconds = sum(float(number) * _SECONDS[unit] for number, unit in parts)
-        seconds = -seconds if text.startswith("-") else seconds
-    return math.inf if seconds < 0 else seconds
-
-
-def llama_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Ollama options (or Modelfile PARAMETERs) as llama-server's ``/completion`` fields."""
-    converted = {}
-    for name, value in options.items():
-        if name == "num_ctx":
-            continue  # a load-time setting: it picks the runner
-        if name not in OPTIONS:
-            raise ApiError(
-                400, f"option {name!r} is not supported by this server; it takes "
-                f"{', '.join(sorted([*OPTIONS, 'num_ctx']))}",
-            )  # fmt: skip
-        if name in PARAMETER_TYPES:
-            try:
-                value = convert_parameter(name, value)
-            except ValueError as error:
-                raise ApiError(400, f"option {error}") from None
-        if name == "num_predict" and value < -1:
-            value = -1  # Ollama's -2, "fill the context", is what -1 does here
-        converted[OPTIONS[name]] = value
-    return converted
-
-
 def refuse_unsupported(body: InferenceBody, *extra: str) -> None:
     """A 400 for asking what a text-only llama-server cannot do."""
     for field in ("images", "tools", "think", "logprobs", *extra):
         if getattr(body, field):
             raise ApiError(400, f'"{field}" {UNSUPPORTED}')
-
-
-def json_schema(value: str | dict[str, Any] | None) -> dict[str, Any]:
-    """``format``: ``"json"`` or a JSON schema, which llama-server turns into a grammar."""
-    if not value:
-        return {}
-    if value == "json":
-        return {"json_schema": {}}
-    if isinstance(value, dict):
-        return {"json_schema": value}
-    raise ApiError(400, f'format must be "json" or a JSON schema, not {value!r}')
 
 
 def _explain(error: ValidationError) -> str:
@@ -320,64 +235,3 @@ def _explain(error: ValidationError) -> str:
     if problem["type"] == "json_invalid":
         return "the body is not valid JSON"
     return f"{where}: {problem['msg']}" if where else problem["msg"]
-
-
-def create_recipe(body: CreateBody, store: ModelStore) -> Modelfile:
-    """The recipe a create request describes: a Modelfile text, fields, or both (fields win)."""
-    for field, what in (("adapters", "ADAPTER (LoRA adapters)"), ("quantize", "quantize")):
-        if getattr(body, field):
-            raise ApiError(
-                400, f"{what} is not supported by this server; quantize or merge with "
-                "llama.cpp's tools (chapter 04) and create the model FROM the GGUF file",
-            )  # fmt: skip
-    recipe = parse_modelfile(body.modelfile) if body.modelfile else None
-    source = body.from_ or _gguf_from_files(body.files, store)
-    if source:  # a path is resolved and checked as a Modelfile's FROM would be
-        from_ = parse_modelfile(f"FROM {source}").from_
-    elif recipe:
-        from_ = recipe.from_
-    else:
-        raise ApiError(400, 'say what to build on: "from" (a model or a .gguf path) or "files"')
-    recipe = recipe or Modelfile(from_=from_)
-    if body.template is not None:
-        try:
-            check_template(body.template)
-        except ValueError as error:
-            raise ModelfileError(str(error)) from None
-    messages = [message.model_dump(include={"role", "content"}) for message in body.messages or []]
-    licenses = [body.license] if isinstance(body.license, str) else body.license or []
-    return replace(
-        recipe,
-        from_=from_,
-        system=recipe.system if body.system is None else body.system,
-        template=recipe.template if body.template is None else body.template,
-        parameters=recipe.parameters | _parameters(body.parameters or {}),
-        messages=messages or recipe.messages,
-        license=recipe.license + licenses,
-    )
-
-
-def _parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-    """A create request's ``parameters``, checked and typed as Modelfile PARAMETERs are."""
-    checked = {}
-    for name, value in parameters.items():
-        if name not in PARAMETER_TYPES:
-            raise ModelfileError(unknown_parameter(name))
-        try:
-            checked[name] = convert_parameter(name, value)
-        except ValueError as error:
-            raise ModelfileError(f"parameter {error}") from None
-    return checked
-
-
-def _gguf_from_files(files: dict[str, str] | None, store: ModelStore) -> str | None:
-    """``files`` (name -> blob digest, uploaded to ``/api/blobs``) naming one GGUF file."""
-    if not files:
-        return None
-    ggufs = [digest for name, digest in files.items() if name.lower().endswith(".gguf")]
-    if len(ggufs) != 1 or len(files) != 1:
-        raise ApiError(400, f"this server makes a model from one .gguf file, not {list(files)}")
-    path = store.blob_path(ggufs[0])
-    if not path.is_file():
-        raise ApiError(400, f"no blob {ggufs[0]}: upload it first (POST /api/blobs/<digest>)")
-    return str(path)

@@ -50,6 +50,8 @@ from llmlab.ollama.answers import (
 )
 from llmlab.ollama.modelfile import ModelfileError
 from llmlab.ollama.openai_proxy import openai_proxy
+from llmlab.ollama.options import keep_alive_seconds
+from llmlab.ollama.recipes import create_recipe
 from llmlab.ollama.runners import Runners
 from llmlab.ollama.schemas import (
     UNSUPPORTED,
@@ -68,9 +70,7 @@ from llmlab.ollama.schemas import (
     Named,
     OpenAIChatBody,
     OpenAICompletionBody,
-    create_recipe,
     documented,
-    keep_alive_seconds,
     openai_body,
     refuse_unsupported,
 )

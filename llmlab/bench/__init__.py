@@ -11,6 +11,13 @@ metrics use vLLM's serving-benchmark definitions (TTFT, TPOT, ITL, E2E; see ``DE
 From a shell: ``python -m llmlab.bench --url http://127.0.0.1:8000/v1 --model NAME``.
 """
 
+from llmlab.bench.http_targets import (
+    CourseChat,
+    HttpTarget,
+    LlamaCppCompletion,
+    OllamaChat,
+    OpenAIChat,
+)
 from llmlab.bench.prometheus import read_counter
 from llmlab.bench.records import (
     DEFINITIONS,
@@ -23,17 +30,7 @@ from llmlab.bench.records import (
 )
 from llmlab.bench.report import plot_sweep, to_frame, to_markdown, write_csv, write_json
 from llmlab.bench.runner import default_workload, poisson_arrivals, run, sweep
-from llmlab.bench.targets import (
-    Chat,
-    CourseChat,
-    HttpTarget,
-    InProcess,
-    LlamaCppCompletion,
-    OllamaChat,
-    OpenAIChat,
-    Piece,
-    Target,
-)
+from llmlab.bench.targets import Chat, InProcess, Piece, Target
 
 __all__ = [
     "DEFINITIONS",

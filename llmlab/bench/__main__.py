@@ -15,10 +15,11 @@ import argparse
 import asyncio
 import sys
 
+from llmlab.bench.http_targets import LlamaCppCompletion, OllamaChat, OpenAIChat
 from llmlab.bench.records import BenchmarkResult
 from llmlab.bench.report import to_markdown, write_csv, write_json
 from llmlab.bench.runner import default_workload, run
-from llmlab.bench.targets import LlamaCppCompletion, OllamaChat, OpenAIChat, Target
+from llmlab.bench.targets import Target
 from llmlab.prompts import sample_chats
 
 

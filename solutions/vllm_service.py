@@ -39,22 +39,11 @@ import os
 import secrets
 import signal
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from llmlab.bench import (
-    BenchmarkResult,
-    OpenAIChat,
-    default_workload,
-    plot_sweep,
-    read_counter,
-    run,
-    to_markdown,
-    write_json,
-)
-from llmlab.bench.prometheus import VLLM_GENERATION_TOKENS
+from llmlab.bench import plot_sweep, to_markdown, write_json
+from llmlab.bench.prometheus import VLLM_GENERATION_TOKENS, Agreement, sweep_against_counter
 from llmlab.errors import LLMLabError
 from llmlab.servers import Server
 from llmlab.servers.vllm import vllm_server
@@ -62,73 +51,6 @@ from llmlab.settings import cache_dir
 from llmlab.sizing.hardware import detect_hardware
 
 LEVELS = (1, 4, 16, 32, 64)
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """One load level as the client measured it and as the server counted it."""
-
-    result: BenchmarkResult
-    #: ``vllm:generation_tokens_total`` after the run minus before it.
-    server_tokens: float
-    #: Wall time from just before the first request to just after the last, timed here.
-    server_window_s: float
-
-    @property
-    def server_throughput(self) -> float:
-        return self.server_tokens / self.server_window_s
-
-    @property
-    def ratio(self) -> float:
-        """The harness's output tokens/s over the server's: 1.0 when both agree."""
-        return self.result.output_throughput / self.server_throughput
-
-    def row(self) -> dict[str, object]:
-        return {
-            "concurrency": self.result.concurrency,
-            "harness tokens": self.result.output_tokens,
-            "/metrics tokens": int(self.server_tokens),
-            "harness tok/s": round(self.result.output_throughput, 1),
-            "/metrics tok/s": round(self.server_throughput, 1),
-            "ratio": round(self.ratio, 3),
-        }
-
-
-async def load_test(
-    base_url: str,
-    model: str,
-    *,
-    api_key: str | None = None,
-    levels: Sequence[int] = LEVELS,
-    max_tokens: int = 64,
-    progress: bool = True,
-) -> list[Agreement]:
-    """Load the server at ``base_url`` (its root, without ``/v1``) at each concurrency in turn.
-
-    One warm-up request goes first, outside any measured window, so the counter's difference
-    holds only the measured requests. Each level sends ``default_workload(level)``: twice as
-    many chats as clients, every answer ``max_tokens`` long (``ignore_eos``).
-    """
-    target = OpenAIChat(f"{base_url}/v1", model, max_tokens=max_tokens, api_key=api_key)
-    agreements = []
-    async with target:
-        warmup = await target.send(default_workload(1)[0])
-        if warmup.failure:
-            raise RuntimeError(f"the warm-up request to {base_url} failed: {warmup.failure}")
-        for level in levels:
-            before = await asyncio.to_thread(
-                read_counter, base_url, VLLM_GENERATION_TOKENS, api_key=api_key
-            )
-            started = time.perf_counter()
-            result = await run(
-                target, default_workload(level), concurrency=level, warmup=False, progress=progress
-            )
-            window = time.perf_counter() - started
-            after = await asyncio.to_thread(
-                read_counter, base_url, VLLM_GENERATION_TOKENS, api_key=api_key
-            )
-            agreements.append(Agreement(result, after - before, window))
-    return agreements
 
 
 def report(agreements: Sequence[Agreement], out: str | Path | None = None) -> dict[str, Path]:
@@ -279,11 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.start()
         if args.load_test:
             agreements = asyncio.run(
-                load_test(
+                sweep_against_counter(
                     server.base_url,
                     server.model,
+                    args.levels,
                     api_key=args.api_key,
-                    levels=args.levels,
                     max_tokens=args.max_tokens,
                 )
             )

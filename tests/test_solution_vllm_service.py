@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from llmlab.bench.prometheus import sweep_against_counter
 from llmlab.servers import Server
 from llmlab.servers.tree import KILL_TIMEOUT_S, STOP_TIMEOUT_S
 from solutions import vllm_service
@@ -72,9 +73,7 @@ def test_harness_throughput_agrees_with_the_servers_own_count(
     service: Server, model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     agreements = asyncio.run(
-        vllm_service.load_test(
-            service.base_url, model, api_key=API_KEY, levels=[1, 8], max_tokens=TOKENS
-        )
+        sweep_against_counter(service.base_url, model, [1, 8], api_key=API_KEY, max_tokens=TOKENS)
     )
     for agreement, requests in zip(agreements, [8, 16], strict=True):
         result = agreement.result

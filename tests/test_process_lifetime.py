@@ -20,6 +20,7 @@ from llmlab.models import default_gguf
 from llmlab.ollama.modelfile import parse_modelfile
 from llmlab.ollama.runners import Runners
 from llmlab.ollama.store import ModelStore
+from llmlab.servers import reaper
 from llmlab.servers.tree import process_tree
 
 pytestmark = [pytest.mark.server, pytest.mark.vllm, pytest.mark.notebook]
@@ -172,11 +173,9 @@ def test_the_reaper_reads_what_its_owner_wrote_before_dying():
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, f"watch {pid}\n".encode())
-        reaper = subprocess.Popen(
-            [sys.executable, "-m", "llmlab.servers.reaper", "1"], stdin=read_end
-        )
+        watcher = subprocess.Popen(reaper.command(1), stdin=read_end)
         os.close(read_end)
-        assert reaper.wait(GONE_WITHIN_S) == 0
+        assert watcher.wait(GONE_WITHIN_S) == 0
         assert_all_gone([server])
     finally:
         os.close(write_end)

@@ -81,7 +81,7 @@ def test_servers_die_with_their_owner_however_it_ends(how):
         started = psutil.Process(owner.pid).children(recursive=True)
         # the reaper, the server, and the worker the server started
         assert len(started) == 3
-        assert sum("llmlab.servers.reaper" in p.cmdline() for p in started) == 1
+        assert sum("llmlab.servers.reaper" in " ".join(p.cmdline()) for p in started) == 1
         assert sum(p.name() == "sleep" for p in started) == 1
         owner.send_signal(how)  # neither runs atexit hooks
         owner.wait(10)

@@ -18,6 +18,7 @@ Every chapter that runs a server (vLLM, llama-server, the course's FastAPI servi
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import re
 import socket
@@ -180,7 +181,12 @@ class Server:
     def _wait_until_healthy(self) -> None:
         started = time.monotonic()
         with (
-            tqdm(total=int(self.startup_timeout_s), desc=f"Starting {self.name}", unit="s") as bar,
+            tqdm(
+                total=int(self.startup_timeout_s),
+                desc=f"Starting {self.name}",
+                unit="s",
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} s{postfix}",
+            ) as bar,
             httpx.Client(timeout=2) as client,
         ):
             while True:
@@ -200,6 +206,9 @@ class Server:
                     )
                 try:
                     if client.get(self.url(self.health_path)).status_code == 200:
+                        # End full: the wait is over (the total was only the time limit).
+                        bar.reset(total=max(1, math.ceil(elapsed)))
+                        bar.update(bar.total)
                         bar.set_postfix_str(f"ready after {elapsed:.0f} s")
                         return
                 except httpx.TransportError:

@@ -81,7 +81,7 @@ class _Client:
         self._owner = os.getpid()
         self._watched = {pid for pid in self._watched if psutil.pid_exists(pid)}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "llmlab.servers.reaper", str(self._owner)],
+            command(self._owner),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C or killpg aimed at the owner's group spares it
@@ -94,6 +94,12 @@ def _write(process: subprocess.Popen[bytes], text: str) -> None:
     assert process.stdin is not None  # started with stdin=PIPE
     process.stdin.write(text.encode())
     process.stdin.flush()
+
+
+def command(owner: int) -> list[str]:
+    """How a reaper for ``owner`` is started. ``-c``, not ``-m``: ``llmlab.servers`` imports this
+    module first, and ``python -m`` would warn that it runs a module already imported."""
+    return [sys.executable, "-c", f"from llmlab.servers.reaper import run; run({owner})"]
 
 
 _client = _Client()
@@ -140,7 +146,3 @@ def run(owner: int) -> None:
         stopper.start()
     for stopper in stoppers:
         stopper.join()
-
-
-if __name__ == "__main__":
-    run(int(sys.argv[1]))

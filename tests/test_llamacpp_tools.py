@@ -8,6 +8,7 @@ from llmlab.llamacpp.build import ToolchainError, build_tools, find_tools
 def test_the_cached_build_has_every_tool():
     tools = build_tools()
     assert tools.server.is_file() and tools.quantize.is_file() and tools.converter.is_file()
+    assert tools.perplexity is not None and tools.perplexity.is_file()
     assert tools.version.startswith("version:")
 
 
@@ -17,6 +18,7 @@ def test_a_named_llama_server_is_used_as_it_is(monkeypatch):
     tools = find_tools()
     assert tools.server == built.server
     assert tools.quantize == built.quantize  # found beside it
+    assert tools.perplexity == built.perplexity
 
 
 def test_a_missing_compiler_is_explained(monkeypatch, tmp_path):

@@ -1,7 +1,8 @@
 """Find llama.cpp's tools, or build them once from a pinned source into the cache folder.
 
-The course needs three things from llama.cpp: ``llama-server``, ``llama-quantize`` and the
-converter script ``convert_hf_to_gguf.py``. A ``llama-server`` already on PATH (Homebrew,
+The course needs four things from llama.cpp: ``llama-server``, ``llama-quantize``,
+``llama-perplexity`` (quantization's quality, chapter 04) and the converter script
+``convert_hf_to_gguf.py``. A ``llama-server`` already on PATH (Homebrew,
 a release download, a package manager) or named by ``$LLAMA_SERVER`` is used as it is, with the
 tools beside it. Otherwise they are built from the llama.cpp sources that the
 ``llama-cpp-python`` source distribution vendors (a pinned release on PyPI, so the build needs
@@ -31,7 +32,7 @@ from llmlab.llamacpp.cpu import cpu_check_summary
 from llmlab.settings import cache_dir
 
 SOURCE_PACKAGE = "llama-cpp-python==0.3.36"
-BINARIES = ("llama-server", "llama-quantize")
+BINARIES = ("llama-server", "llama-quantize", "llama-perplexity")
 CONVERTER = "convert_hf_to_gguf.py"
 CONVERTER_FILES = (CONVERTER, "conversion", "gguf-py")
 
@@ -45,6 +46,7 @@ class LlamaCppTools:
     server: Path
     quantize: Path | None
     converter: Path | None
+    perplexity: Path | None = None
 
     @property
     def version(self) -> str:
@@ -65,6 +67,7 @@ def find_tools() -> LlamaCppTools:
             server=Path(named),
             quantize=_existing(folder / "llama-quantize") or _which("llama-quantize"),
             converter=_existing(folder / CONVERTER),
+            perplexity=_existing(folder / "llama-perplexity") or _which("llama-perplexity"),
         )
     return build_tools()
 
@@ -75,12 +78,13 @@ def build_dir() -> Path:
 
 
 def build_tools() -> LlamaCppTools:
-    """Build ``llama-server`` and ``llama-quantize`` once; a file lock keeps builds from racing."""
+    """Build llama.cpp's tools once; a file lock keeps builds from racing."""
     target = build_dir()
     tools = LlamaCppTools(
         server=target / "bin" / "llama-server",
         quantize=target / "bin" / "llama-quantize",
         converter=target / "source" / CONVERTER,
+        perplexity=target / "bin" / "llama-perplexity",
     )
     if _complete(target):
         return tools
@@ -177,6 +181,7 @@ def _which(name: str) -> Path | None:
 def main() -> None:
     tools = find_tools()
     print(f"llama-server: {tools.server}\nllama-quantize: {tools.quantize}")
+    print(f"llama-perplexity: {tools.perplexity}")
     print(f"converter: {tools.converter}\nversion: {tools.version}")
     print(f"CPU check: {cpu_check_summary(tools.server)}")
 

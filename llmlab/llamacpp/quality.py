@@ -59,7 +59,8 @@ class Quality:
             "perplexity": self.perplexity,
             "± (perplexity)": self.perplexity_error,
             "perplexity / reference's": self.perplexity_ratio,
-            "mean KL divergence": self.mean_kld,
+            # Never below 0 in theory; llama.cpp's rounding can print -0.000000.
+            "mean KL divergence": max(0.0, self.mean_kld),
             "same top token (%)": 100 * self.same_top,
         }
 

@@ -32,9 +32,9 @@ from tqdm.auto import tqdm
 
 from llmlab.errors import PortInUseError, ServerStartError
 from llmlab.http.common import bearer
+from llmlab.logs import log_dir
 from llmlab.servers import reaper
 from llmlab.servers.tree import STOP_TIMEOUT_S, stop_tree
-from llmlab.settings import cache_dir
 
 LOCALHOST = "127.0.0.1"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # colours in logs written for a terminal
@@ -127,9 +127,7 @@ class Server:
                 f"earlier run. Stop it, or leave the port unset to get a free one."
             )
         self.command = [part.format(host=self.host, port=self.port) for part in self._template]
-        log_dir = cache_dir() / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{self.name}-{self.port}.log"
+        self.log_path = log_dir() / f"{self.name}-{self.port}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command,

@@ -120,3 +120,11 @@ def test_the_source_chapters_table_holds_up_to_13b_and_30b_needs_more_than_one_s
     assert rows["30B+"]["GPUs of 48 GiB"] == 2
     assert rows["30B+"]["GPUs of 80 GiB"] == 1
     assert rows["7B"]["GPUs of 24 GiB"] == 1
+
+
+def test_a_running_server_is_planned_by_its_slots():
+    shape = ReplicaShape.of_server(4)
+    plan = plan_capacity(100, shape, LEVELS, ttft_budget_s=1.0, tpot_budget_s=0.06)
+    assert (plan.per_replica, plan.limited_by, plan.replicas) == (4, "slots", 25)
+    with pytest.raises(CapacityError, match="at least 1"):
+        ReplicaShape.of_server(0)

@@ -58,6 +58,15 @@ class ReplicaShape:
     kv_cache_gib: float  # all GPUs of the replica together
     max_sequences: int  # full-length sequences the KV cache holds at once
 
+    @classmethod
+    def of_server(cls, slots: int) -> ReplicaShape:
+        """A replica that is not sized from GPU memory but already runs: one server that takes
+        ``slots`` sequences at once (llama-server's ``--parallel``, vLLM's ``--max-num-seqs``).
+        Its memory figures are unknown (NaN); its one "GPU" is whatever runs it."""
+        if slots < 1:
+            raise CapacityError(f"a server takes at least 1 sequence at once, not {slots}")
+        return cls(1, 1, math.nan, math.nan, slots)
+
     @property
     def gpus(self) -> int:
         return self.tensor_parallel * self.pipeline_parallel
@@ -165,7 +174,7 @@ class CapacityPlan:
     users: int
     shape: ReplicaShape
     per_replica: int  # concurrent requests one replica carries within budget
-    limited_by: str  # "latency" or "KV cache memory"
+    limited_by: str  # "latency", "KV cache memory", or a running server's "slots"
     replicas: int
 
     @property
@@ -202,7 +211,8 @@ def plan_capacity(
         levels, ttft_budget_s=ttft_budget_s, tpot_budget_s=tpot_budget_s
     )
     if shape.max_sequences < level.concurrency:
-        per_replica, limited_by = shape.max_sequences, "KV cache memory"
+        memory = "slots" if math.isnan(shape.kv_cache_gib) else "KV cache memory"
+        per_replica, limited_by = shape.max_sequences, memory
     else:
         per_replica, limited_by = level.concurrency, "latency"
     return CapacityPlan(users, shape, per_replica, limited_by, math.ceil(users / per_replica))

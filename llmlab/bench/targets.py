@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmlab.bench.records import BenchmarkError, RequestRecord
 from llmlab.http.streaming import StreamError
+from llmlab.local.sampling import SamplingParams
 from llmlab.messages import Message
 
 if TYPE_CHECKING:
@@ -147,9 +148,6 @@ class InProcess(Target):
         ignore_eos: bool = True,
         name: str = "transformers (in process)",
     ) -> None:
-        # Imported here: the HTTP targets above must not load PyTorch; this one has it loaded.
-        from llmlab.local.sampling import SamplingParams
-
         self.llm = llm
         self.params = SamplingParams(max_tokens, temperature=0, ignore_eos=ignore_eos)
         self.name = name

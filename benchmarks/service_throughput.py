@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from llmlab.bench.tables import course_chat, openai_chat_stream, sweep
-from llmlab.servers import Server
+from llmlab.servers.service import NAIVE, SERVICE, service_server
 
 
 def main() -> None:
@@ -27,21 +26,21 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
     runs = {
-        "source chapter (naive)": ("llmlab.service.naive", course_chat(args.max_tokens)),
-        "course service": ("llmlab.service", openai_chat_stream("any", args.max_tokens)),
+        "source chapter (naive)": (NAIVE, course_chat(args.max_tokens)),
+        "course service": (SERVICE, openai_chat_stream("any", args.max_tokens)),
     }
     figures = {}
     for name, (module, send) in runs.items():
-        command = [sys.executable, "-m", module, "--host", "{host}", "--port", "{port}"]
-        base = "/v1" if module == "llmlab.service" else ""
-        with Server(command, name=module.replace(".", "-"), startup_timeout_s=300) as server:
+        base = "/v1" if module == SERVICE else ""
+        with service_server(module=module) as server:
             [level] = asyncio.run(sweep(server.url(base), send, levels=[args.clients]))
         row = level.row()
-        figures[name] = (level.tokens_per_second, row.get("TTFT p50 (s)", row["latency p50 (s)"]))
+        # The source chapter's server does not stream: its first token comes with its last.
+        figures[name] = (level.tokens_per_second, row.get("TTFT p50 (ms)", row["E2E p50 (ms)"]))
     print(f"{args.clients} clients in flight, {args.max_tokens} tokens each\n")
-    print(f"{'server':24s} {'output tok/s':>13s} {'p50 TTFT (s)':>13s}")
+    print(f"{'server':24s} {'output tok/s':>13s} {'p50 TTFT (ms)':>14s}")
     for name, (throughput, ttft) in figures.items():
-        print(f"{name:24s} {throughput:13.1f} {ttft:13.2f}")
+        print(f"{name:24s} {throughput:13.1f} {ttft:14.0f}")
     (naive, _), (course, _) = figures.values()
     print(f"\ncourse service / naive: {course / naive:.1f}x output tokens/s")
 

@@ -29,3 +29,9 @@ def cache_dir() -> Path:
 def model_setting(model: str | os.PathLike[str] | None = None) -> str:
     """The model to run: the argument, else ``$LLMLAB_MODEL``, else the offline default."""
     return str(model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL)
+
+
+def served_model_name(model: str | os.PathLike[str] | None = None) -> str:
+    """The name a server gives ``model_setting(model)`` in its API: the last part of its path
+    or Hub id (``Qwen/Qwen2.5-7B-Instruct`` is served as ``Qwen2.5-7B-Instruct``)."""
+    return model_setting(model).rstrip("/").split("/")[-1]

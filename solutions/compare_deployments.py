@@ -58,8 +58,8 @@ from llmlab.bench.compare import write_report as write_files
 from llmlab.errors import MissingPackageError
 from llmlab.models import default_gguf
 from llmlab.ollama import find_ollama, ollama_server
-from llmlab.servers import Server
 from llmlab.servers.llamacpp import llama_server
+from llmlab.servers.service import service_server
 from llmlab.settings import cache_dir, model_setting
 
 #: The model a real Ollama is given (made from the same GGUF file the other backends read).
@@ -102,11 +102,8 @@ def _transformers(options: Options) -> Iterator[Running]:
 @contextmanager
 def _service(options: Options) -> Iterator[Running]:
     batch = max(16, options.top)
-    command = [sys.executable, "-m", "llmlab.service", "--host", "{host}", "--port", "{port}",
-               "--max-batch-size", str(batch), "--max-queue", str(max(64, 2 * batch))]  # fmt: skip
-    if options.model:
-        command += ["--model", options.model]
-    with Server(command, name="llmlab-service", startup_timeout_s=300) as server:
+    args = ["--max-batch-size", str(batch), "--max-queue", str(max(64, 2 * batch))]
+    with service_server(*args, model=options.model) as server:
         model = httpx.get(server.url("/v1/models"), timeout=10).json()["data"][0]["id"]
         target = OpenAIChat(
             server.url("/v1"), model, max_tokens=options.max_tokens, name="FastAPI service"

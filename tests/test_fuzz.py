@@ -10,7 +10,6 @@ in flight. The run is seeded and bounded (the figures are in pytest's header); a
 """
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from llmlab.models import default_gguf
 from llmlab.ollama import ollama_server
 from llmlab.servers import Server
 from llmlab.servers.llamacpp import llama_server
+from llmlab.servers.service import service_server
 from tests.conftest import FUZZ_EXAMPLES, FUZZ_SEED, llama_servers
 
 pytestmark = pytest.mark.server
@@ -35,15 +35,9 @@ API_KEY = "sk-fuzz"
 STORE_CHANGES = ("/api/create", "/api/copy", "/api/delete")
 
 
-def service_command(*args: str) -> list[str]:
-    base = [sys.executable, "-m", "llmlab.service", "--host", "{host}", "--port", "{port}"]
-    return [*base, "--api-key", API_KEY, *args]
-
-
 @pytest.fixture(scope="module")
 def service() -> Iterator[Server]:
-    command = service_command()
-    with Server(command, name="service", api_key=API_KEY, startup_timeout_s=180) as server:
+    with service_server(api_key=API_KEY) as server:
         yield server
 
 
@@ -55,8 +49,8 @@ def backend() -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def gateway(backend: Server) -> Iterator[Server]:
-    command = service_command("--backend", backend.url("/v1"), "--backend-model", backend.model)
-    with Server(command, name="gateway", api_key=API_KEY) as server:
+    args = ["--backend", backend.url("/v1"), "--backend-model", backend.model]
+    with service_server(*args, api_key=API_KEY) as server:
         yield server
 
 

@@ -1,16 +1,17 @@
 """The service in gateway mode, in front of a real llama-server."""
 
-import sys
 import time
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from llmlab.llamacpp.client import LlamaCppClient
 from llmlab.prompts import chat
 from llmlab.servers import Server
 from llmlab.servers.llamacpp import llama_server
+from llmlab.servers.service import service_server
 
 pytestmark = pytest.mark.server
 
@@ -27,10 +28,8 @@ def backend():
 
 @pytest.fixture(scope="module")
 def gateway(backend: Server):
-    command = [sys.executable, "-m", "llmlab.service", "--host", "{host}", "--port", "{port}",
-               "--api-key", GATEWAY_KEY, "--backend", backend.url("/v1"),
-               "--backend-model", backend.model, "--backend-api-key", BACKEND_KEY]  # fmt: skip
-    with Server(command, name="gateway", api_key=GATEWAY_KEY) as gateway:
+    args = ["--backend", backend.url("/v1"), "--backend-model", backend.model]
+    with service_server(*args, api_key=GATEWAY_KEY, backend_api_key=BACKEND_KEY) as gateway:
         yield gateway
 
 
@@ -62,6 +61,12 @@ def test_the_gateway_keeps_its_own_key_and_limits(gateway: Server):
     too_long = {"messages": chat("word " * 2000)}
     response = httpx.post(gateway.url("/chat"), json=too_long, headers=gateway.headers)
     assert response.status_code == 400
+
+
+def test_neither_key_is_on_the_gateways_command_line(gateway: Server):
+    # Any user of the machine reads every process's arguments (`ps -eo args`).
+    arguments = " ".join(psutil.Process(gateway.started_process.pid).cmdline())
+    assert GATEWAY_KEY not in arguments and BACKEND_KEY not in arguments
 
 
 def test_a_client_that_leaves_frees_the_backend_slot(gateway: Server, backend: Server):

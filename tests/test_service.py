@@ -3,15 +3,17 @@
 import asyncio
 import os
 import signal
-import sys
 import time
 
 import httpx
 import openai
+import psutil
 import pytest
 
+from llmlab.bench.timeline import chat_timeline
 from llmlab.prompts import chat
 from llmlab.servers import Server
+from llmlab.servers.service import NAIVE, service_server
 
 pytestmark = pytest.mark.server
 
@@ -19,20 +21,9 @@ API_KEY = "sk-service-test"
 CAPITAL = chat("What is the capital of France?")
 
 
-def service(*args: str) -> Server:
-    command = [sys.executable, "-m", "llmlab.service", "--host", "{host}", "--port", "{port}"]
-    return Server(
-        [*command, *args],
-        name="llmlab-service",
-        model="SmolLM2-135M-Instruct",
-        api_key=API_KEY if "--api-key" in args else None,
-        startup_timeout_s=180,
-    )
-
-
 @pytest.fixture(scope="module")
 def server():
-    with service("--api-key", API_KEY) as server:
+    with service_server(api_key=API_KEY) as server:
         yield server
 
 
@@ -113,6 +104,15 @@ def test_concurrent_requests_are_served_together(server: Server):
     assert most_running >= 8, f"at most {most_running} requests generated together"
 
 
+def test_a_timeline_of_chats_sent_at_once(server: Server):
+    timeline = asyncio.run(chat_timeline(server, requests=3, max_tokens=8))
+    frame = timeline.requests
+    assert list(frame.index) == [0, 1, 2]
+    assert (frame["answered"] > frame["sent"]).all()
+    assert frame["sent"].max() < frame["answered"].min()  # all three sent before any answer
+    assert timeline.slowest_health_s > 0  # /health was asked while they ran
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -143,6 +143,16 @@ def test_the_api_key_is_required_and_checked(server: Server):
     assert httpx.get(server.url("/health")).status_code == 200
 
 
+def test_the_api_key_is_not_on_the_command_line(server: Server):
+    # Any user of the machine reads every process's arguments (`ps -eo args`).
+    assert API_KEY not in " ".join(psutil.Process(server.started_process.pid).cmdline())
+
+
+def test_the_source_chapters_server_refuses_a_key_it_cannot_check():
+    with pytest.raises(ValueError, match="no API key"):
+        service_server(module=NAIVE, api_key=API_KEY)
+
+
 def test_metrics_count_requests_and_tokens(http: httpx.Client):
     http.post("/chat", json={"messages": CAPITAL, "temperature": 0, "max_tokens": 8})
     text = http.get("/metrics").text
@@ -163,7 +173,7 @@ def test_a_client_that_disconnects_stops_its_generation(server: Server, http: ht
 
 
 def test_a_full_queue_answers_429_with_retry_after():
-    with service("--max-queue", "1", "--max-batch-size", "1") as small:
+    with service_server("--max-queue", "1", "--max-batch-size", "1") as small:
 
         async def main() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=small.base_url, timeout=120) as client:
@@ -178,7 +188,7 @@ def test_a_full_queue_answers_429_with_retry_after():
 
 
 def test_shutdown_lets_the_request_in_flight_finish():
-    with service() as server:
+    with service_server() as server:
 
         async def main() -> httpx.Response:
             async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:

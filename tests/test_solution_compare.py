@@ -27,7 +27,7 @@ Backend, Running = compare_deployments.Backend, compare_deployments.Running
 choose, compare = compare_deployments.choose, compare_deployments.compare
 
 LEVELS = [1, 4]
-TOKENS = 16
+TOKENS = 8
 #: The backends the command runs here, as the table names them where no real Ollama runs.
 LABELS = {
     "transformers": "Transformers (in process)",

@@ -46,3 +46,25 @@ def peak_memory(interval_s: float = 0.005) -> Iterator[PeakMemory]:
         done.set()
         sampler.join()
         result.peak_bytes = max(result.peak_bytes, process.memory_info().rss)
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One process's memory, three ways, because they add up differently across processes.
+
+    RSS counts every page the process maps, shared or not: the RSS of processes that share
+    libraries adds up to more than they use together. USS is what only this process holds (what
+    its exit would free). PSS gives each process its share of every shared page, so PSS adds up
+    across processes to what they take together. PSS is Linux's; elsewhere it is ``None``.
+    """
+
+    pid: int
+    rss_bytes: int
+    uss_bytes: int
+    pss_bytes: int | None
+
+
+def process_memory(pid: int) -> ProcessMemory:
+    """``pid``'s RSS, USS and PSS (reading them walks its page tables: milliseconds)."""
+    info = psutil.Process(pid).memory_full_info()
+    return ProcessMemory(pid, info.rss, info.uss, getattr(info, "pss", None))

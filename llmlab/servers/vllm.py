@@ -14,9 +14,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from llmlab import settings
 from llmlab.models import resolve_model
 from llmlab.servers import LOCALHOST, Server
-from llmlab.settings import DEFAULT_MODEL, model_setting
+from llmlab.settings import DEFAULT_MODEL
 from llmlab.sizing.hardware import detect_hardware
 
 
@@ -44,7 +45,7 @@ def vllm_server(
     * ``max_num_seqs`` caps how many requests run in one batch step; more wait in a queue.
     """
     hardware = detect_hardware()
-    name = served_model_name or model_setting(model).rstrip("/").split("/")[-1] or DEFAULT_MODEL
+    name = served_model_name or settings.served_model_name(model) or DEFAULT_MODEL
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", resolve_model(model),

@@ -64,7 +64,7 @@ from llmlab.service.schemas import (
     Sampling,
     UsageBody,
 )
-from llmlab.settings import model_setting
+from llmlab.settings import served_model_name
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class _Metrics:
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """A new service; the model starts loading when the app starts."""
     settings = settings or ServiceSettings.from_env()
-    model_name = model_setting(settings.model).rstrip("/").split("/")[-1]
+    model_name = served_model_name(settings.model)
     metrics = _Metrics()
     engines: list[InferenceEngine] = []  # filled once the model has loaded
     failures: list[str] = []

@@ -1,7 +1,9 @@
 """The source chapter's FastAPI server, kept as written so its problems can be measured.
 
-Only the ``mrompt`` typo is fixed (otherwise ``/chat`` never answers) and the model is the
-course's ``LocalLLM``. What stays, on purpose:
+Fixed, only so that it runs and can be measured: the ``mrompt`` typo (otherwise ``/chat``
+never answers), the missing ``LocalLLM`` import (the model is the course's), ``model_dump()``
+for pydantic 1's ``.dict()``, the ``temperature`` that ``/chat`` dropped, and 127.0.0.1 for
+``0.0.0.0``. What stays, on purpose:
 
 * ``@app.on_event("startup")`` (deprecated; ``lifespan`` replaces it);
 * ``async def`` endpoints that call the blocking ``llm.generate``: the event loop stops for

@@ -1,13 +1,15 @@
 """Process memory as chapter 06 measures it: pages shared by two processes count in each one's
 RSS, in neither one's USS, and half in each one's PSS."""
 
+import mmap
+import os
 import subprocess
 import sys
 
 import psutil
 import pytest
 
-from llmlab.local.profiling import process_memory
+from llmlab.local.profiling import mapped_file_bytes, process_memory
 
 MIB = 2**20
 SHARED_MIB = 64
@@ -47,3 +49,13 @@ def test_shared_pages_count_in_rss_not_in_uss_and_split_in_pss(sharing_pair):
     together_pss = parent.pss_bytes + child.pss_bytes
     # Added up, RSS counts the shared block twice and PSS once.
     assert together_rss - together_pss > 0.75 * SHARED_MIB * MIB
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memory maps, as Linux has them")
+def test_the_pages_of_a_mapped_file_are_counted_by_its_name(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"w" * (8 * MIB))
+    with weights.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        assert sum(m[i] for i in range(0, len(m), 4096)) > 0  # touch every page
+        assert mapped_file_bytes(os.getpid(), ".safetensors") >= 8 * MIB
+        assert mapped_file_bytes(os.getpid(), ".gguf") == 0

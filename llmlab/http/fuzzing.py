@@ -142,6 +142,8 @@ def fuzz_server(
             steered = "" if operation.path in keep_models else model
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 _fuzz_operation(operation, mode, send, examples, seed_value, steered, hostile)
+        bar.total = bar.n  # the estimate was an upper bound: the saved bar ends full
+        bar.refresh()
     return report
 
 

@@ -68,3 +68,14 @@ def process_memory(pid: int) -> ProcessMemory:
     """``pid``'s RSS, USS and PSS (reading them walks its page tables: milliseconds)."""
     info = psutil.Process(pid).memory_full_info()
     return ProcessMemory(pid, info.rss, info.uss, getattr(info, "pss", None))
+
+
+def mapped_file_bytes(pid: int, suffix: str = ".safetensors") -> int:
+    """How much of ``pid``'s RSS is pages of files it maps whose names end with ``suffix``.
+
+    Transformers maps a safetensors file into memory and, when the model runs in the file's
+    dtype, uses its pages as the weights: the kernel then keeps one copy of them for every
+    process that maps the file. (Linux, Windows and FreeBSD; psutil has no maps on macOS.)
+    """
+    maps = psutil.Process(pid).memory_maps(grouped=True)
+    return sum(m.rss for m in maps if m.path.endswith(suffix))

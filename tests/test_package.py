@@ -21,7 +21,8 @@ def test_an_unknown_name_is_an_attribute_error():
         llmlab.LocalLM  # noqa: B018
 
 
-HTTP_ONLY = ["llmlab.webui.app", "llmlab.scaleout", "llmlab.bench", "llmlab.exercises"]
+HTTP_ONLY = ["llmlab.webui.app", "llmlab.scaleout", "llmlab.bench", "llmlab.bench.timeline",
+             "llmlab.servers.service", "llmlab.exercises"]  # fmt: skip
 #: Exercise checkers that need no model: chapters 03-06's.
 MODEL_FREE_CHECKERS = [f"llmlab.exercises.chapter0{n}" for n in (3, 4, 5, 6)]
 #: Memory arithmetic and planning: a plan is made before anything is loaded.

@@ -10,7 +10,8 @@ import openai
 import psutil
 import pytest
 
-from llmlab.bench.timeline import chat_timeline
+from llmlab.bench.records import BenchmarkError
+from llmlab.bench.timeline import Arrival, arrivals_timeline, chat_timeline
 from llmlab.prompts import chat
 from llmlab.servers import Server
 from llmlab.servers.service import NAIVE, service_server
@@ -111,6 +112,21 @@ def test_a_timeline_of_chats_sent_at_once(server: Server):
     assert (frame["answered"] > frame["sent"]).all()
     assert frame["sent"].max() < frame["answered"].min()  # all three sent before any answer
     assert timeline.slowest_health_s > 0  # /health was asked while they ran
+
+
+def test_a_timeline_of_streamed_chats_sent_at_chosen_moments(server: Server):
+    arrivals = [Arrival(0, 8), Arrival(0.5, 4)]
+    frame = asyncio.run(arrivals_timeline(server.url("/v1"), server.model, arrivals,
+                                          api_key=API_KEY))  # fmt: skip
+    assert frame["tokens"].tolist() == [8, 4]
+    assert frame.loc[1, "sent"] > 0.45 > frame.loc[0, "sent"]  # sent when asked, not at once
+    assert (frame["sent"] < frame["first token"]).all()
+    assert (frame["first token"] <= frame["done"]).all()
+
+
+def test_a_timeline_with_a_failed_request_raises_instead_of_leaving_a_hole(server: Server):
+    with pytest.raises(BenchmarkError, match="the request sent at 0 s"):
+        asyncio.run(arrivals_timeline(server.url("/v1"), server.model, [Arrival(0, 4)]))  # no key
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,27 @@
-"""A few chats sent at the same moment: when each was sent and answered, and how long the
-server's ``/health`` kept a prober waiting meanwhile.
+"""Requests on a time line: when each was sent, started to answer, and finished.
 
-One picture tells a server that answers one request at a time (the bars form a staircase and
-``/health`` stalls) from one that batches (the bars run side by side). Chapter 06 draws it for
-the source chapter's FastAPI server and for the course's service.
+Two pictures, both drawn in chapter 06. ``chat_timeline`` sends a few chats at the same moment
+and asks ``/health`` meanwhile: it tells a server that answers one request at a time (the bars
+form a staircase and ``/health`` stalls) from one that batches (the bars run side by side).
+``arrivals_timeline`` sends streamed chats at chosen moments, with chosen lengths: it tells
+static batches (a request that arrives while a batch runs waits for the whole batch) from
+continuous batching (it joins the running batch at the next step).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from llmlab.bench.http_targets import OpenAIChat
+from llmlab.bench.records import BenchmarkError
 from llmlab.prompts import chat
 from llmlab.servers import Server
 
@@ -72,4 +78,65 @@ def plot_timeline(timeline: Timeline, title: str) -> None:
     ax.barh(frame.index, frame["answered"] - frame["sent"], left=frame["sent"])
     ax.set(xlabel="seconds since the first request", ylabel="request", title=title)
     ax.set_yticks(frame.index)
+    plt.show()
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A request sent ``at_s`` seconds after the first, asking for exactly ``tokens`` tokens."""
+
+    at_s: float
+    tokens: int
+
+
+async def arrivals_timeline(
+    base_url: str, model: str, arrivals: Sequence[Arrival], *, api_key: str | None = None
+) -> pd.DataFrame:
+    """Send one streamed chat per arrival (``base_url`` ends in ``/v1``), each at its moment.
+
+    Returns, per request: ``sent``, ``first token`` and ``done`` in seconds since the first was
+    sent, and ``tokens``. A request that fails raises: a time line with a hole would mislead.
+    """
+    targets = {
+        tokens: OpenAIChat(base_url, model, max_tokens=tokens, api_key=api_key)
+        for tokens in {arrival.tokens for arrival in arrivals}
+    }
+    async with contextlib.AsyncExitStack() as opened:
+        for target in targets.values():
+            await opened.enter_async_context(target)
+        begin = time.perf_counter()
+
+        async def one(arrival: Arrival) -> dict[str, float]:
+            await asyncio.sleep(max(0.0, begin + arrival.at_s - time.perf_counter()))
+            target = targets[arrival.tokens]
+            record = await target.send(await target.prepare(chat("Tell me about the sea.")))
+            if record.failure:
+                raise BenchmarkError(f"the request sent at {arrival.at_s} s: {record.failure}")
+            return {
+                "sent": record.sent_s - begin,
+                "first token": record.chunk_times_s[0] - begin,
+                "done": record.chunk_times_s[-1] - begin,
+                "tokens": arrival.tokens,
+            }
+
+        rows = await asyncio.gather(*(one(arrival) for arrival in arrivals))
+    return pd.DataFrame(rows).rename_axis("request")
+
+
+def plot_arrivals(timelines: dict[str, pd.DataFrame], title: str) -> None:
+    """One panel per server: per request, the wait for its first token (light) and the time
+    it spent generating (dark), on the same time axis."""
+    _, axes = plt.subplots(1, len(timelines), figsize=(5 * len(timelines), 2.6), sharex=True)
+    for ax, (name, frame) in zip(axes, timelines.items(), strict=True):
+        waiting = frame["first token"] - frame["sent"]
+        ax.barh(frame.index, waiting, left=frame["sent"], color="lightgray", label="waiting")
+        generating = frame["done"] - frame["first token"]
+        ax.barh(frame.index, generating, left=frame["first token"], color="tab:blue",
+                label="generating")  # fmt: skip
+        ax.set(title=name, xlabel="seconds since the first request", ylabel="request")
+        ax.set_yticks(frame.index)
+        ax.invert_yaxis()
+    axes[0].legend(loc="lower right")
+    plt.suptitle(title)
+    plt.tight_layout()
     plt.show()

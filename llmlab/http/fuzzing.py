@@ -142,7 +142,12 @@ def fuzz_server(
             steered = "" if operation.path in keep_models else model
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 _fuzz_operation(operation, mode, send, examples, seed_value, steered, hostile)
-        bar.total = bar.n  # the estimate was an upper bound: the saved bar ends full
+        # The total was an upper bound: end the bar full, at what was sent. reset() is tqdm's
+        # way to change the total (also a notebook widget's); it restarts the clock, put it back.
+        sent, started = bar.n, bar.start_t
+        bar.reset(total=sent)
+        bar.update(sent)
+        bar.start_t = started
         bar.refresh()
     return report
 

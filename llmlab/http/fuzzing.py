@@ -142,13 +142,14 @@ def fuzz_server(
             steered = "" if operation.path in keep_models else model
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 _fuzz_operation(operation, mode, send, examples, seed_value, steered, hostile)
-        # The total was an upper bound: end the bar full, at what was sent. reset() is tqdm's
-        # way to change the total (also a notebook widget's); it restarts the clock, put it back.
-        sent, started = bar.n, bar.start_t
-        bar.reset(total=sent)
-        bar.update(sent)
-        bar.start_t = started
-        bar.refresh()
+        if not bar.disable:
+            # The total was an upper bound: end the bar full, at what was sent. reset() is
+            # tqdm's way to change the total (a notebook widget's too); it restarts the clock.
+            sent, started = bar.n, bar.start_t
+            bar.reset(total=sent)
+            bar.update(sent)
+            bar.start_t = started
+            bar.refresh()
     return report
 
 

@@ -34,9 +34,10 @@ def main() -> None:
         base = "/v1" if module == SERVICE else ""
         with service_server(module=module) as server:
             [level] = asyncio.run(sweep(server.url(base), send, levels=[args.clients]))
-        row = level.row()
+        result = level.result
         # The source chapter's server does not stream: its first token comes with its last.
-        figures[name] = (level.tokens_per_second, row.get("TTFT p50 (ms)", row["E2E p50 (ms)"]))
+        first_token_ms = result.ttft_ms.p50 if level.streamed else result.e2e_ms.p50
+        figures[name] = (result.output_throughput, first_token_ms)
     print(f"{args.clients} clients in flight, {args.max_tokens} tokens each\n")
     print(f"{'server':24s} {'output tok/s':>13s} {'p50 TTFT (ms)':>14s}")
     for name, (throughput, ttft) in figures.items():

@@ -20,13 +20,26 @@ import httpx
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from llmlab.bench.http_targets import OpenAIChat
-from llmlab.bench.records import BenchmarkError
+from llmlab.bench.http_targets import CourseChat, OpenAIChat
+from llmlab.bench.records import BenchmarkError, RequestRecord
+from llmlab.bench.targets import Target
 from llmlab.prompts import chat
 from llmlab.servers import Server
 
 #: How often the prober asks ``/health`` while the chats run (a load balancer's pace, roughly).
 HEALTH_EVERY_S = 0.25
+#: The chat every request sends: long answers, forced to their length with ``ignore_eos``.
+PROMPT = chat("Tell me about the sea.")
+
+
+async def _send_at(target: Target, begin: float, at_s: float) -> RequestRecord:
+    """Send ``PROMPT`` through the course's one timing loop (``Target.send``) ``at_s`` seconds
+    after ``begin``. A request that fails raises: a time line with a hole would mislead."""
+    await asyncio.sleep(max(0.0, begin + at_s - time.perf_counter()))
+    record = await target.send(await target.prepare(PROMPT))
+    if record.failure:
+        raise BenchmarkError(f"the request sent at {at_s} s: {record.failure}")
+    return record
 
 
 @dataclass(frozen=True)
@@ -40,35 +53,27 @@ class Timeline:
 async def chat_timeline(server: Server, requests: int = 4, max_tokens: int = 48) -> Timeline:
     """Send ``requests`` chats to ``server``'s ``/chat`` at once, each forced to ``max_tokens``
     tokens, and ask ``/health`` every quarter second until the last is answered."""
-    body = {
-        "messages": chat("Tell me about the sea."),
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-    }
-    async with httpx.AsyncClient(
-        base_url=server.base_url, headers=server.headers, timeout=300
-    ) as client:
+    target = CourseChat(server.base_url, max_tokens=max_tokens, api_key=server.api_key)
+    async with target, httpx.AsyncClient(base_url=server.base_url, timeout=300) as prober:
         begin = time.perf_counter()
         health_waits: list[float] = []
-
-        async def one(request: int) -> dict[str, float]:
-            sent = time.perf_counter() - begin
-            (await client.post("/chat", json=body)).raise_for_status()
-            return {"request": request, "sent": sent, "answered": time.perf_counter() - begin}
 
         async def probe_health(until: asyncio.Future) -> None:
             while not until.done():
                 asked = time.perf_counter()
-                await client.get("/health")
+                await prober.get("/health")
                 health_waits.append(time.perf_counter() - asked)
                 await asyncio.sleep(HEALTH_EVERY_S)
 
-        work = asyncio.gather(*(one(request) for request in range(requests)))
-        prober = asyncio.create_task(probe_health(work))
-        rows = await work
-        await prober
-    return Timeline(pd.DataFrame(rows).set_index("request"), max(health_waits, default=0.0))
+        work = asyncio.gather(*(_send_at(target, begin, 0) for _ in range(requests)))
+        probing = asyncio.create_task(probe_health(work))
+        records = await work
+        await probing
+    rows = [
+        {"sent": record.sent_s - begin, "answered": record.chunk_times_s[-1] - begin}
+        for record in records
+    ]
+    return Timeline(pd.DataFrame(rows).rename_axis("request"), max(health_waits, default=0.0))
 
 
 def plot_timeline(timeline: Timeline, title: str) -> None:
@@ -95,7 +100,7 @@ async def arrivals_timeline(
     """Send one streamed chat per arrival (``base_url`` ends in ``/v1``), each at its moment.
 
     Returns, per request: ``sent``, ``first token`` and ``done`` in seconds since the first was
-    sent, and ``tokens``. A request that fails raises: a time line with a hole would mislead.
+    sent, and ``tokens``. A request that fails raises (``BenchmarkError``).
     """
     targets = {
         tokens: OpenAIChat(base_url, model, max_tokens=tokens, api_key=api_key)
@@ -107,11 +112,7 @@ async def arrivals_timeline(
         begin = time.perf_counter()
 
         async def one(arrival: Arrival) -> dict[str, float]:
-            await asyncio.sleep(max(0.0, begin + arrival.at_s - time.perf_counter()))
-            target = targets[arrival.tokens]
-            record = await target.send(await target.prepare(chat("Tell me about the sea.")))
-            if record.failure:
-                raise BenchmarkError(f"the request sent at {arrival.at_s} s: {record.failure}")
+            record = await _send_at(targets[arrival.tokens], begin, arrival.at_s)
             return {
                 "sent": record.sent_s - begin,
                 "first token": record.chunk_times_s[0] - begin,

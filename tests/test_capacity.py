@@ -13,7 +13,9 @@ from llmlab.sizing.capacity import (
     replica_shape,
     sustainable_concurrency,
 )
-from llmlab.sizing.memory import Architecture, GiB, kv_bytes_per_token
+from llmlab.sizing.memory import REFERENCE_MODELS, Architecture, GiB, kv_bytes_per_token
+from llmlab.sizing.paged_kv import FREE, KVPool, plot_kv_pool, pool_image
+from llmlab.sizing.parallel_split import owners, part_label, plot_parallelism, weights_per_gpu_gib
 
 # 4 Gi parameters: 8 GiB in bfloat16. KV: 2 x 32 layers x 8 heads x 128 x 2 bytes = 128 KiB a
 # token, so a 4096-token sequence takes exactly 0.5 GiB. Runtime (llmlab.sizing.memory): 0.5 GiB
@@ -128,3 +130,68 @@ def test_a_running_server_is_planned_by_its_slots():
     assert (plan.per_replica, plan.limited_by, plan.replicas) == (4, "slots", 25)
     with pytest.raises(CapacityError, match="at least 1"):
         ReplicaShape.of_server(0)
+
+
+def test_each_split_gives_every_gpu_its_share_of_the_weights():
+    tensor = owners("tensor", layers=64, gpus=4)
+    pipeline = owners("pipeline", layers=64, gpus=4)
+    data = owners("data", layers=64, gpus=4)
+    assert all(set(row) == {0, 1, 2, 3} for row in tensor)  # every GPU in every layer
+    assert all(len(set(row)) == 1 for row in pipeline)  # each layer on one GPU
+    assert [int((pipeline[:, 0] == gpu).sum()) for gpu in range(4)] == [16, 16, 16, 16]
+    assert data.shape == (64, 4 * tensor.shape[1])  # four whole copies
+    assert [part_label("pipeline", pipeline, gpu) for gpu in (0, 3)] == [
+        "layers\n0-15",
+        "layers\n48-63",
+    ]
+    arch = REFERENCE_MODELS["Qwen2.5-32B-Instruct"]
+    whole = arch.num_params * 2 / 2**30
+    assert weights_per_gpu_gib(arch, "tensor", 4, "bfloat16") == pytest.approx(whole / 4)
+    assert weights_per_gpu_gib(arch, "data", 4, "bfloat16") == pytest.approx(whole)
+
+
+def test_pipeline_stages_are_as_even_as_the_layer_count_allows():
+    stages = owners("pipeline", layers=30, gpus=4)[:, 0]
+    assert sorted(int((stages == gpu).sum()) for gpu in range(4)) == [7, 7, 8, 8]
+    with pytest.raises(ValueError, match="tensor, pipeline, data"):
+        owners("expert", layers=4, gpus=2)  # type: ignore[arg-type]
+
+
+def test_the_parallelism_figure_titles_each_split_with_its_share():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    arch = REFERENCE_MODELS["Qwen2.5-32B-Instruct"]
+    fig = plot_parallelism(arch, "Qwen2.5-32B-Instruct", gpus=4)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [
+        "tensor parallel: 15.3 GiB of weights per GPU",
+        "pipeline parallel: 15.3 GiB of weights per GPU",
+        "data parallel: 61.1 GiB of weights per GPU",
+    ]
+    assert all(ax.get_ylabel() and ax.get_xlabel() for ax in fig.axes)
+
+
+def test_a_paged_pool_holds_requests_by_the_block_not_by_the_longest_answer():
+    pool = KVPool.from_info({"block_size": "128", "num_gpu_blocks": "364", "engine": "0"})
+    assert pool.tokens == 46_592  # vLLM's "CPU KV cache size: 46,592 tokens" for this pool
+    assert pool.blocks_for(91) == 1 and pool.blocks_for(129) == 2
+    assert pool.requests_that_fit(2048) == 22  # vLLM's "Maximum concurrency ... 22.75x", whole
+    assert pool.requests_that_fit(91) == 364
+    with pytest.raises(ValueError, match="at least one token"):
+        pool.blocks_for(0)
+
+
+def test_the_pool_figure_colours_held_blocks_and_leaves_the_rest_free():
+    pool = KVPool(blocks=10, block_size=16)
+    image = pool_image(pool, requests=3, held_blocks=3, used_blocks=1, columns=4).reshape(-1, 4)
+    assert image.shape == (12, 4)  # 3 rows of 4 cells, the last two past the pool's end
+    alphas = image[:, 3].round(2).tolist()
+    # requests 0-2 hold 3 blocks each, one used (solid) and two reserved (pale); block 9 free
+    assert alphas[:9] == [1.0, 0.25, 0.25] * 3
+    assert tuple(image[9]) == FREE
+    fig = plot_kv_pool(KVPool(364, 128), tokens_per_request=91, max_model_len=2048)
+    assert [ax.get_title().splitlines()[1] for ax in fig.axes] == [
+        "16 requests hold 256 of 364 blocks; 22 would fit",
+        "16 requests hold 16 of 364 blocks; 364 would fit",
+    ]

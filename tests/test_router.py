@@ -164,6 +164,7 @@ def test_cache_figures_add_up():
     answers = [answer(100, 0, 2.0), answer(100, 90, 0.2), answer(100, 90, 0.3), failed]
     result = summarize_cache("x", answers, 5.0)
     assert (result.requests, result.failed, result.hit_ratio) == (4, 1, 0.6)
+    assert result.prefills == 1  # the one answer that computed its whole prompt
     # numpy's linear percentiles, as every latency in the course: of [200, 300, 2000] ms
     assert (result.ttft_p50_ms, result.ttft_p90_ms) == (300.0, 1660.0)
     assert result.row()["hit_ratio"] == 0.6

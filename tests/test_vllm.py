@@ -7,11 +7,13 @@ import openai
 import psutil
 import pytest
 
+from llmlab.bench import read_info
 from llmlab.http import AsyncBatchClient
 from llmlab.prompts import chat
 from llmlab.servers import Server
 from llmlab.servers.tree import process_tree
 from llmlab.servers.vllm import vllm_server
+from llmlab.sizing.paged_kv import KVPool
 
 pytestmark = [pytest.mark.server, pytest.mark.vllm]
 
@@ -118,3 +120,13 @@ def test_the_async_client_keeps_input_order_and_reports_a_rejected_request(
     rejected = results[3]
     assert not rejected.ok and rejected.attempts == 1
     assert rejected.error.startswith("HTTP 400") and "2048" in rejected.error
+
+
+def test_the_cache_configuration_is_read_from_the_metrics(server: Server):
+    info = read_info(server.base_url, "vllm:cache_config_info", api_key=server.api_key)
+    pool = KVPool.from_info(info)
+    # The log's "CPU KV cache size: N tokens" is this pool: blocks x block size.
+    sizes = [line for line in server.log_tail(400).splitlines() if "KV cache size:" in line]
+    assert sizes and f"{pool.tokens:,} tokens" in sizes[-1]
+    with pytest.raises(ValueError, match="vllm:cache_config_info"):
+        read_info(server.base_url, "vllm:no_such_info", api_key=server.api_key)

@@ -18,7 +18,7 @@ from llmlab.bench.http_targets import (
     OllamaChat,
     OpenAIChat,
 )
-from llmlab.bench.prometheus import read_counter
+from llmlab.bench.prometheus import read_counter, read_info
 from llmlab.bench.records import (
     DEFINITIONS,
     BenchmarkError,
@@ -51,6 +51,7 @@ __all__ = [
     "plot_sweep",
     "poisson_arrivals",
     "read_counter",
+    "read_info",
     "run",
     "json_ready",
     "summarize",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from llmlab.bench.http_targets import OpenAIChat
 from llmlab.bench.records import BenchmarkResult
@@ -22,6 +23,15 @@ from llmlab.http.common import bearer
 
 VLLM_GENERATION_TOKENS = "vllm:generation_tokens_total"
 LLAMACPP_PREDICTED_TOKENS = "llamacpp:tokens_predicted_total"
+
+
+def _samples(server_url: str, api_key: str | None, timeout_s: float) -> tuple[str, list[Sample]]:
+    """Every sample at ``{server_url}/metrics``, and that URL (for error messages)."""
+    url = server_url.rstrip("/") + "/metrics"
+    response = httpx.get(url, headers=bearer(api_key), timeout=timeout_s)
+    response.raise_for_status()
+    families = text_string_to_metric_families(response.text)
+    return url, [sample for family in families for sample in family.samples]
 
 
 def read_counter(
@@ -33,19 +43,25 @@ def read_counter(
 ) -> float:
     """The value of counter ``name`` at ``{server_url}/metrics``, summed over its labels
     (``server_url`` is the server's root, without ``/v1``)."""
-    url = server_url.rstrip("/") + "/metrics"
-    response = httpx.get(url, headers=bearer(api_key), timeout=timeout_s)
-    response.raise_for_status()
-    samples = [
-        sample
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    ]
+    url, samples = _samples(server_url, api_key, timeout_s)
     values = [sample.value for sample in samples if sample.name == name]
     if not values:
         names = sorted({sample.name for sample in samples if sample.name.endswith("_total")})
         raise ValueError(f"{url} has no counter {name!r}; its counters: {', '.join(names)}")
     return sum(values)
+
+
+def read_info(
+    server_url: str, name: str, *, api_key: str | None = None, timeout_s: float = 10
+) -> dict[str, str]:
+    """The labels of the info metric ``name`` (a gauge fixed at 1 whose labels carry a
+    configuration: vLLM's ``vllm:cache_config_info`` holds its ``block_size``, for one)."""
+    url, samples = _samples(server_url, api_key, timeout_s)
+    for sample in samples:
+        if sample.name == name:
+            return dict(sample.labels)
+    infos = sorted({sample.name for sample in samples if sample.name.endswith("_info")})
+    raise ValueError(f"{url} has no metric {name!r}; its info metrics: {', '.join(infos)}")
 
 
 @dataclass(frozen=True)

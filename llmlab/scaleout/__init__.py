@@ -4,7 +4,7 @@
 ...     with vllm_router([s.base_url for s in servers], policy="round_robin") as router:
 ...         await requests_per_replica(router, servers, 16)      # [8, 8]
 ...         report = await failover_experiment(router, servers)  # kill one, restart it
->>> results = await prefix_cache_experiment()  # round_robin, cache_aware, consistent_hash
+>>> results = await prefix_cache_experiment()  # round_robin, consistent_hash
 >>> pandas.DataFrame([report.row()]), pandas.DataFrame([r.row() for r in results])
 """
 

@@ -2,21 +2,23 @@
 
 A replica that has just computed a prompt keeps its KV cache; the next request that starts with
 the same text (the same long system prompt) skips that part of the prefill. Round-robin sends
-the requests of one system prompt to every replica in turn, so each replica must cache every
-prompt; a policy with affinity sends them to one replica, so each caches only its share.
+the requests of one system prompt to every replica in turn, so with R replicas each prompt is
+computed up to R times; a policy with affinity sends them all to one replica, so each prompt is
+computed once.
 
-The difference shows when a replica cannot hold every prompt: here each replica keeps only what
-its ``parallel`` slots hold (``--cache-ram 0``; llama-server otherwise keeps up to 8 GiB of
-prompts in RAM, which hides the effect on a small workload, as a GPU's larger cache does until
-the number of distinct prompts outgrows it).
+The experiment is built so that this is the only difference: requests go one at a time, and each
+replica has a slot per system prompt (``parallel`` = ``prompts``), so a replica never evicts a
+prompt it holds, whichever replicas the hash picks. llama-server's RAM prompt cache is off
+(``--cache-ram 0``): it would otherwise keep up to 8 GiB of prompts, as a GPU's large cache
+does, until the number of distinct prompts outgrows it (then round-robin also evicts, and
+affinity gains more).
 
-Which policy gives affinity in front of llama-server: vllm-router 0.1.17's ``cache_aware``
-matches prefixes of token ids, which it asks each worker for (``POST
+Which policy gives affinity in front of llama-server: ``consistent_hash``. Every request carries
+``X-Session-ID`` naming its system prompt, and the router hashes it to a replica. vllm-router
+0.1.17's ``cache_aware`` matches prefixes of token ids, which it asks each worker for (``POST
 /v1/chat/completions/render``, then ``POST /tokenize`` with the messages: vLLM's API).
-llama-server has neither, so the router counts ``missing_tokens`` and routes by load alone.
-``consistent_hash`` does give affinity here: every request carries ``X-Session-ID`` naming its
-system prompt, and the router hashes it to a replica (which replica, the hash decides: with
-few prompts the split can be uneven).
+llama-server has neither, so the router counts ``missing_tokens`` and routes by load alone:
+measure it in front of vLLM replicas, not here.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class CacheResult:
     policy: str
     requests: int
     failed: int
+    #: Requests that computed their system prompt: less than half of their prompt was cached.
+    prefills: int
     prompt_tokens: int
     cached_tokens: int
     ttft_p50_ms: float
@@ -101,6 +105,7 @@ def summarize_cache(
         policy=policy,
         requests=len(records),
         failed=len(records) - len(done),
+        prefills=sum((r.cached_tokens or 0) < (r.prompt_tokens or 0) / 2 for r in done),
         prompt_tokens=sum(r.prompt_tokens or 0 for r in done),
         cached_tokens=sum(r.cached_tokens or 0 for r in done),
         ttft_p50_ms=round(ttft.p50, 1),
@@ -110,24 +115,22 @@ def summarize_cache(
 
 
 async def prefix_cache_experiment(
-    policies: Sequence[str] = ("round_robin", "cache_aware", "consistent_hash"),
+    policies: Sequence[str] = ("round_robin", "consistent_hash"),
     *,
     n_replicas: int = 2,
     prompts: int = 4,
     questions: int = 4,
     rules: int = 6,
-    concurrency: int = 2,
     max_tokens: int = 8,
-    parallel: int = 2,
     **kwargs: Any,
 ) -> list[CacheResult]:
     """Run the same workload (``prefix_workload``) through a router with each policy, each on
-    fresh replicas (empty caches) with ``parallel`` slots and no RAM prompt cache (``kwargs``:
-    more ``llama_server`` keywords).
+    fresh replicas (empty caches), one request at a time (``kwargs``: more ``llama_server``
+    keywords).
 
-    Every request carries ``X-Session-ID`` naming its system prompt. With the defaults, 4 system
-    prompts of ~240 tokens and 2 replicas of 2 slots: the fleet's 4 slots can hold every prompt
-    only if each replica sees just 2 of them.
+    Every request carries ``X-Session-ID`` naming its system prompt. Each replica has a slot per
+    prompt, so it keeps every prompt it has computed: round-robin computes each prompt once per
+    replica that gets it, affinity once in all.
     """
     chats = prefix_workload(prompts, questions, rules=rules)
 
@@ -139,12 +142,12 @@ async def prefix_cache_experiment(
     extra = [*kwargs.pop("extra_args", ()), "--cache-ram", "0"]
     results = []
     for policy in policies:
-        with replicas(n_replicas, parallel=parallel, extra_args=extra, **kwargs) as servers:
+        with replicas(n_replicas, parallel=prompts, extra_args=extra, **kwargs) as servers:
             router = vllm_router([s.base_url for s in servers], policy=policy)
             with router:
                 started = time.perf_counter()
                 records = await ask_all(
-                    router, chats, concurrency=concurrency, max_tokens=max_tokens, headers=prompt_id
+                    router, chats, concurrency=1, max_tokens=max_tokens, headers=prompt_id
                 )
                 results.append(summarize_cache(policy, records, time.perf_counter() - started))
     return results

@@ -1,4 +1,4 @@
-"""Answers to the short exercises that end chapters 01 to 06, as a teacher would show them.
+"""Answers to the short exercises that end chapters 01 to 06 and 08, as a teacher would show them.
 
 ``llmlab.exercises`` checks a student's function, and these, against the course's own code:
 
@@ -7,13 +7,17 @@
 * chapter 03 (``03_vllm``): ``metrics``, TTFT, TPOT and E2E as vLLM's benchmark defines them;
 * chapter 04 (``04_llamacpp``): ``describe_gguf``, what a GGUF file says about itself;
 * chapter 05 (``05_ollama``): ``chat_body``, the JSON body of Ollama's ``POST /api/chat``;
-* chapter 06 (``06_fastapi``): ``ChatRequest``, a request model that refuses bad input (422).
+* chapter 06 (``06_fastapi``): ``ChatRequest``, a request model that refuses bad input (422);
+* chapter 08 (``08_scaling_out``): ``replicas_needed``, replicas for a load within a latency
+  budget, from one replica's measured levels.
 
-    python -m solutions.chapter_exercises   # runs the six checkers on these answers
+    python -m solutions.chapter_exercises   # runs the seven checkers on these answers
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +28,7 @@ from transformers import PreTrainedTokenizerBase
 
 from llmlab.messages import Message
 from llmlab.service.schemas import MAX_MESSAGES, MAX_TOKENS_LIMIT
+from llmlab.sizing.capacity import MeasuredLevel
 
 
 def build_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> str:
@@ -101,12 +106,30 @@ class ChatRequest(BaseModel):
     temperature: float = Field(0.7, ge=0, le=2)
 
 
+def replicas_needed(
+    levels: Sequence[MeasuredLevel], users: int, ttft_budget_s: float, tpot_budget_s: float
+) -> int:
+    """What one replica carries is the busiest measured level within *both* budgets (not the
+    level with the most tokens/s); the replicas are that, rounded up. A budget that no level
+    meets is refused: more replicas do not make one replica answer faster."""
+    within = [
+        level
+        for level in levels
+        if level.ttft_p90_s <= ttft_budget_s and level.tpot_p50_s <= tpot_budget_s
+    ]
+    if not within:
+        raise ValueError("No measured level meets the budget: a faster replica is needed")
+    per_replica = max(level.concurrency for level in within)
+    return math.ceil(users / per_replica)
+
+
 if __name__ == "__main__":
     from llmlab.exercises import (
         check_chat_prompt,
         check_gguf_summary,
         check_left_padding,
         check_ollama_chat_body,
+        check_replicas_needed,
         check_request_model,
         check_serving_metrics,
     )
@@ -117,3 +140,4 @@ if __name__ == "__main__":
     check_gguf_summary(describe_gguf)
     check_ollama_chat_body(chat_body)
     check_request_model(ChatRequest)
+    check_replicas_needed(replicas_needed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -22,15 +23,18 @@ from llmlab.errors import LLMLabError
 from llmlab.exercises import (
     ExerciseError,
     chapter04,
+    chapter08,
     check_chat_prompt,
     check_gguf_summary,
     check_left_padding,
     check_ollama_chat_body,
+    check_replicas_needed,
     check_request_model,
     check_serving_metrics,
 )
 from llmlab.models import resolve_model
 from llmlab.service.schemas import ChatRequest as ServiceChatRequest
+from llmlab.sizing.capacity import ReplicaShape, plan_capacity
 from solutions import chapter_exercises as answers
 
 EXERCISES = str(Path(__file__).resolve().parents[1] / "llmlab" / "exercises")
@@ -704,3 +708,72 @@ class InstanceOfAModel(BaseModel):
 def test_request_model_mistakes_are_named(model, message):
     with pytest.raises(ExerciseError, match=message):
         check_request_model(model)
+
+
+# --- chapter 08: replicas_needed ---------------------------------------------------------------
+
+
+def test_reference_replicas_needed_passes(capsys):
+    check_replicas_needed(answers.replicas_needed)
+    assert capsys.readouterr().out == (
+        "✓ replicas_needed agrees with the course's planner on 4 loads and refuses a budget no "
+        "level meets\n"
+    )
+
+
+def fastest_level(levels, users, ttft_budget_s, tpot_budget_s):  # the notebook's first try
+    best = max(levels, key=lambda level: level.output_tokens_per_s)
+    return users // best.concurrency
+
+
+def within(ttft: bool = True, tpot: bool = True, rounding=math.ceil):
+    """An answer that checks the budgets it is told to, and rounds as it is told."""
+
+    def replicas_needed(levels, users, ttft_budget_s, tpot_budget_s):
+        ok = [
+            level
+            for level in levels
+            if (not ttft or level.ttft_p90_s <= ttft_budget_s)
+            and (not tpot or level.tpot_p50_s <= tpot_budget_s)
+        ]
+        if not ok:
+            raise ValueError("no level meets the budget")
+        return rounding(users / max(level.concurrency for level in ok))
+
+    return replicas_needed
+
+
+def returns_zero_when_nothing_fits(levels, users, ttft_budget_s, tpot_budget_s):
+    ok = [lv for lv in levels if lv.ttft_p90_s <= ttft_budget_s and lv.tpot_p50_s <= tpot_budget_s]
+    return math.ceil(users / max(lv.concurrency for lv in ok)) if ok else 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (fastest_level, r"on chapter 08's replica, 25 users.*returned 3, as if one replica carried "
+                        r"8 requests: that is the level with the most tokens/s.*so 7 replicas"),
+        (within(rounding=math.floor), r"25 users.*returned 6: 25 users / 4 per replica rounded "
+                                      r"down, which leaves 1 users.*= 7"),
+        (within(rounding=lambda x: int(x) + 1), r"on chapter 08's replica, 12 users.*returned 4: "
+                                                r"12 users at 4 per replica fill 3 replicas"),
+        (within(rounding=lambda x: x), r"25 users.*returned 6.25, a fraction of a replica"),
+        (within(tpot=False), r"a GPU replica, 300 users, first token within 2 s.*returned 3, as if "
+                             r"one replica carried 128 requests: only the first-token budget"),
+        (within(ttft=False), r"first token within 0.5 s.*returned 5, as if one replica carried 64 "
+                             r"requests: only the per-token budget"),
+        (returns_zero_when_nothing_fits, r"on a budget no measured level meets.*returned 0.*raise "
+                                         r"a ValueError"),
+        (lambda *args: "7", r"returned a str; return the number of replicas, an int"),
+    ],
+)  # fmt: skip
+def test_replicas_needed_mistakes_are_named(answer, message):
+    with pytest.raises(ExerciseError, match=message):
+        check_replicas_needed(answer)
+
+
+def test_replicas_needed_agrees_with_the_planner_on_every_case():
+    for _, levels, users, ttft, tpot in chapter08.CASES:
+        plan = plan_capacity(users, ReplicaShape.of_server(slots=1000), levels,
+                             ttft_budget_s=ttft, tpot_budget_s=tpot)  # fmt: skip
+        assert answers.replicas_needed(levels, users, ttft, tpot) == plan.replicas

@@ -1,4 +1,4 @@
-"""Answers to the short exercises that end chapters 01 to 06 and 08, as a teacher would show them.
+"""Answers to the short exercises that end chapters 01 to 08, as a teacher would show them.
 
 ``llmlab.exercises`` checks a student's function, and these, against the course's own code:
 
@@ -8,25 +8,29 @@
 * chapter 04 (``04_llamacpp``): ``describe_gguf``, what a GGUF file says about itself;
 * chapter 05 (``05_ollama``): ``chat_body``, the JSON body of Ollama's ``POST /api/chat``;
 * chapter 06 (``06_fastapi``): ``ChatRequest``, a request model that refuses bad input (422);
+* chapter 07 (``07_web_ui``): ``reply``, the streaming function behind a Gradio chat page;
 * chapter 08 (``08_scaling_out``): ``replicas_needed``, replicas for a load within a latency
   budget, from one replica's measured levels.
 
-    python -m solutions.chapter_exercises   # runs the seven checkers on these answers
+    python -m solutions.chapter_exercises   # runs the checkers on these answers (chapter 07's
+                                            # on a llama-server it starts)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+import openai
 import torch
 from gguf import GGUFReader, LlamaFileType
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
 from llmlab.messages import Message
+from llmlab.prompts import SYSTEM_PROMPT
 from llmlab.service.schemas import MAX_MESSAGES, MAX_TOKENS_LIMIT
 from llmlab.sizing.capacity import MeasuredLevel
 
@@ -106,6 +110,28 @@ class ChatRequest(BaseModel):
     temperature: float = Field(0.7, ge=0, le=2)
 
 
+def reply(
+    client: openai.OpenAI,
+    model: str,
+    message: str,
+    history: list[Message],
+    max_tokens: int = 512,
+) -> Iterator[str]:
+    """The system prompt, the conversation so far and the new message; the answer so far after
+    every chunk (Gradio shows each value yielded as the whole reply). The ``with`` block closes
+    the stream when Gradio closes this generator on Stop, and the server stops generating."""
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, *history,
+                {"role": "user", "content": message}]  # fmt: skip
+    answer = ""
+    with client.chat.completions.create(
+        model=model, messages=messages, max_tokens=max_tokens, stream=True
+    ) as stream:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                answer += chunk.choices[0].delta.content
+                yield answer
+
+
 def replicas_needed(
     levels: Sequence[MeasuredLevel], users: int, ttft_budget_s: float, tpot_budget_s: float
 ) -> int:
@@ -126,6 +152,7 @@ def replicas_needed(
 if __name__ == "__main__":
     from llmlab.exercises import (
         check_chat_prompt,
+        check_chat_reply,
         check_gguf_summary,
         check_left_padding,
         check_ollama_chat_body,
@@ -141,3 +168,8 @@ if __name__ == "__main__":
     check_ollama_chat_body(chat_body)
     check_request_model(ChatRequest)
     check_replicas_needed(replicas_needed)
+
+    from llmlab.servers.llamacpp import llama_server
+
+    with llama_server() as server:
+        check_chat_reply(reply, server)

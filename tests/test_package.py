@@ -24,7 +24,7 @@ def test_an_unknown_name_is_an_attribute_error():
 HTTP_ONLY = ["llmlab.webui.app", "llmlab.scaleout", "llmlab.bench", "llmlab.bench.timeline",
              "llmlab.servers.service", "llmlab.exercises"]  # fmt: skip
 #: Exercise checkers that need no model: chapters 03-08's.
-MODEL_FREE_CHECKERS = [f"llmlab.exercises.chapter0{n}" for n in (3, 4, 5, 6, 8)]
+MODEL_FREE_CHECKERS = [f"llmlab.exercises.chapter0{n}" for n in (3, 4, 5, 6, 7, 8)]
 #: Memory arithmetic, planning and their figures: a plan is made before anything is loaded.
 SIZING = ["llmlab.sizing.capacity", "llmlab.sizing.load_plan", "llmlab.sizing.model_size",
           "llmlab.sizing.paged_kv", "llmlab.sizing.parallel_split"]  # fmt: skip

@@ -18,8 +18,9 @@ pytest hides the checker's frames (``__tracebackhide__``).
 >>> check_chat_prompt(build_prompt)
 ✓ build_prompt matches the model's chat template on 3 chats
 
-One module per chapter (``chapter01`` ... ``chapter06``, ``chapter08``), imported when its
-checker is first used: the checkers of chapters 03-08 do not load PyTorch.
+One module per chapter (``chapter01`` ... ``chapter08``), imported when its checker is first
+used: the checkers of chapters 03-08 do not load PyTorch. Chapter 07's runs the student's
+function against a real llama-server, which the chapter has running.
 """
 
 from llmlab.lazy import lazy_exports
@@ -33,6 +34,7 @@ _EXPORTS = {
     "check_gguf_summary": "llmlab.exercises.chapter04",
     "check_ollama_chat_body": "llmlab.exercises.chapter05",
     "check_request_model": "llmlab.exercises.chapter06",
+    "check_chat_reply": "llmlab.exercises.chapter07",
     "check_replicas_needed": "llmlab.exercises.chapter08",
 }
 

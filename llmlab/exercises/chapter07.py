@@ -1,0 +1,196 @@
+"""Chapter 07's exercise: ``reply``, the streaming function a Gradio ``ChatInterface`` calls,
+checked against a real llama-server.
+
+The checker hands the student's function an ``openai.OpenAI`` client whose HTTP client records
+each request it sends (an ``httpx`` event hook: the server is real, only watched), then reads
+what reached the server: the conversation in the request, the text yielded while it streams,
+and, after the generator is closed as Gradio closes it on Stop, whether the server stopped
+generating (its own ``/metrics`` count of predicted tokens and its ``/slots``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import openai
+
+from llmlab.exercises.common import ExerciseError, call_student, function_name, kind_of, passed
+from llmlab.messages import Message
+from llmlab.prompts import SYSTEM_PROMPT
+from llmlab.servers import Server
+
+Reply = Callable[..., Iterator[str]]
+
+HISTORY: list[Message] = [
+    {"role": "user", "content": "My name is Ada. Remember it."},
+    {"role": "assistant", "content": "Nice to meet you, Ada. I will remember your name."},
+]
+#: A request whose answer is long, for Stop.
+ENDLESS = "List the numbers from 1 to 1000, separated by commas."
+STOP_MAX_TOKENS = 512
+#: How long the server may take to finish or cancel a request after the stream is closed.
+SETTLE_TIMEOUT_S = 120
+
+
+def check_chat_reply(reply: Reply, server: Server) -> None:
+    """Check ``reply(client, model, message, history, max_tokens)`` on ``server`` (a running
+    llama-server started with ``--metrics``): the conversation it sends, the text it yields,
+    and that closing it stops the server's generation."""
+    __tracebackhide__ = True
+    name = function_name(reply)
+    sent: list[dict[str, Any]] = []
+    client = _recording_client(server, sent)
+
+    where = f"{name}, on a first message"
+    pieces = _run(reply, (client, server.model, "What is the capital of France?", [], 64), where)
+    _check_request(sent, where, history=[], message="What is the capital of France?")
+    _check_yields(pieces, where)
+
+    where = f"{name}, on a second message after {len(HISTORY)} turns"
+    sent.clear()
+    _run(reply, (client, server.model, "What is my name?", list(HISTORY), 64), where)
+    _check_request(sent, where, history=HISTORY, message="What is my name?")
+
+    _check_stop(reply, client, server, sent, f"{name}, stopped after 3 pieces of a long answer")
+    passed(f"{name} sends the conversation, streams the answer so far, and Stop stops the server")
+
+
+def _recording_client(server: Server, sent: list[dict[str, Any]]) -> openai.OpenAI:
+    """An ``openai`` client whose HTTP client (the one it is built on, ``DefaultHttpxClient``)
+    keeps the body of every chat request it sends."""
+
+    def record(request: Any) -> None:
+        if request.url.path.endswith("/chat/completions"):
+            sent.append(json.loads(request.content))
+
+    http = openai.DefaultHttpxClient(event_hooks={"request": [record]})
+    return openai.OpenAI(base_url=server.url("/v1"), api_key=server.api_key or "not-needed",
+                         http_client=http, timeout=openai.Timeout(120, connect=5),
+                         max_retries=0)  # fmt: skip
+
+
+def _run(reply: Reply, args: tuple[Any, ...], where: str) -> list[str]:
+    """Everything ``reply`` yields, to the end."""
+    __tracebackhide__ = True
+    result = call_student(reply, args, where)
+    if not inspect.isgenerator(result):
+        raise ExerciseError(
+            f"{where}: it returned {kind_of(result)}, not a generator. Gradio streams what a "
+            "generator yields: send the request with stream=True and `yield` the answer so far "
+            "as each chunk arrives; a returned string shows nothing until the whole answer is "
+            "written."
+        )
+    return list(call_student(lambda: list(result), (), where))
+
+
+def _check_request(
+    sent: list[dict[str, Any]], where: str, *, history: list[Message], message: str
+) -> None:
+    __tracebackhide__ = True
+    if len(sent) != 1:
+        raise ExerciseError(
+            f"{where}: it sent {len(sent)} chat requests; send exactly one per message."
+        )
+    body = sent[0]
+    if not body.get("stream"):
+        raise ExerciseError(
+            f"{where}: the request has no stream=True, so the whole answer arrives at once and "
+            "the page shows nothing until it is done. Pass stream=True."
+        )
+    got = [{"role": m.get("role"), "content": m.get("content")} for m in body.get("messages", [])]
+    expected = [{"role": "system", "content": SYSTEM_PROMPT}, *history,
+                {"role": "user", "content": message}]  # fmt: skip
+    if got == expected:
+        return
+    if got and got[0].get("role") != "system":
+        problem = "it does not start with the system prompt ({'role': 'system', 'content': "
+        problem += "SYSTEM_PROMPT}): the model then answers without its instructions"
+    elif history and got == [expected[0], expected[-1]]:
+        problem = (
+            "the history is missing: only the system prompt and the new message were sent, so "
+            "the model has forgotten the conversation. Put each turn of `history` (its role and "
+            "content) between them"
+        )
+    elif got[-1:] != expected[-1:]:
+        problem = "the last message must be the new one, {'role': 'user', 'content': message}"
+    else:
+        problem = f"expected the messages {expected}"
+    raise ExerciseError(f"{where}: the request's messages were {got}; {problem}.")
+
+
+def _check_yields(pieces: list[str], where: str) -> None:
+    __tracebackhide__ = True
+    if not pieces:
+        raise ExerciseError(f"{where}: it yielded nothing; yield the answer as it streams in.")
+    for piece in pieces:
+        if not isinstance(piece, str):
+            raise ExerciseError(f"{where}: it yielded {kind_of(piece)}; yield the text, a str.")
+    for before, after in zip(pieces, pieces[1:], strict=False):
+        if not after.startswith(before):
+            raise ExerciseError(
+                f"{where}: it yielded {pieces[:3]}...: each piece on its own. Gradio replaces "
+                "the message with each value yielded, so the page would show only the last "
+                "piece. Add each piece to the answer so far and yield that."
+            )
+    if len(pieces) < 2:
+        raise ExerciseError(
+            f"{where}: it yielded once ({pieces[0][:60]!r}): the answer arrived whole. Yield "
+            "after every chunk that carries text, so the page shows the answer as it is written."
+        )
+
+
+def _check_stop(
+    reply: Reply, client: openai.OpenAI, server: Server, sent: list[dict[str, Any]], where: str
+) -> None:
+    """Close the generator after 3 pieces, as Gradio does on Stop; the server must stop too."""
+    __tracebackhide__ = True
+    sent.clear()
+    before = _predicted_tokens(server)
+    generator = call_student(reply, (client, server.model, ENDLESS, [], STOP_MAX_TOKENS), where)
+    for _ in range(3):
+        call_student(next, (generator,), where)
+    generator.close()
+    asked = sent[0].get("max_tokens") if sent else None
+    if asked != STOP_MAX_TOKENS:
+        raise ExerciseError(
+            f"{where}: the request asked for max_tokens={asked!r}; pass the function's "
+            "max_tokens on to the request."
+        )
+    _wait_until_idle(server, where)
+    generated = _predicted_tokens(server) - before
+    if generated >= STOP_MAX_TOKENS / 2:
+        raise ExerciseError(
+            f"{where}: the server wrote {generated:.0f} tokens although only 3 pieces were "
+            "taken before the generator was closed: the answer was read to its end before the "
+            "first yield (a list of the chunks, or a request without streaming), or the stream "
+            "stayed open. Yield inside the loop over the stream, opened with `with "
+            "client.chat.completions.create(..., stream=True) as stream:`; closing the generator "
+            "then closes the stream, and the server stops."
+        )
+
+
+def _predicted_tokens(server: Server) -> float:
+    metrics = httpx.get(server.url("/metrics"), headers=server.headers, timeout=10).text
+    for line in metrics.splitlines():
+        if line.startswith("llamacpp:tokens_predicted_total"):
+            return float(line.split()[-1])
+    raise ExerciseError(f"{server} has no llamacpp:tokens_predicted_total: start it with --metrics")
+
+
+def _wait_until_idle(server: Server, where: str) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        slots = httpx.get(server.url("/slots"), headers=server.headers, timeout=10).json()
+        if not any(slot["is_processing"] for slot in slots):
+            return
+        if time.monotonic() > deadline:
+            raise ExerciseError(
+                f"{where}: the server was still generating {SETTLE_TIMEOUT_S} s after the "
+                "generator was closed: the stream stayed open (use `with ... as stream:`)."
+            )
+        time.sleep(0.2)

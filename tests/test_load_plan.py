@@ -11,7 +11,7 @@ from llmlab.sizing.capacity import check_source_table, replica_shape
 from llmlab.sizing.hardware import Hardware
 from llmlab.sizing.load_plan import LoadPlan, plan_load
 from llmlab.sizing.memory import REFERENCE_MODELS, estimate_memory
-from llmlab.sizing.model_size import count_parameters
+from llmlab.sizing.model_size import count_parameters, size_model
 
 QWEN_7B = REFERENCE_MODELS["Qwen2.5-7B-Instruct"]
 #: Qwen2.5-7B's embeddings and its (untied) output layer: 152,064 tokens x 3,584.
@@ -114,3 +114,26 @@ def test_chapter_01_chapter_08_and_the_exercise_give_the_same_memory(model):
 
 def test_the_parameter_count_from_disk_matches_the_loaded_model(llm):
     assert count_parameters(resolve_model()) == llm.model.num_parameters()
+
+
+@pytest.mark.parametrize(
+    ("model", "parameters", "layers", "kv_heads"),
+    [
+        ("Qwen/Qwen2.5-7B-Instruct", 7_615_616_512, 28, 4),
+        ("Qwen/Qwen2.5-32B-Instruct", 32_763_876_352, 64, 8),
+        ("Qwen/Qwen2.5-72B-Instruct", 72_706_203_648, 80, 8),
+    ],
+)
+def test_the_models_the_chapters_name_are_sized_offline(
+    model, parameters, layers, kv_heads, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    size = size_model(model)
+    # The counts the model cards publish (7.61B, 32.8B, 72.7B), from the meta device.
+    assert size.parameters == parameters
+    assert (size.architecture.num_layers, size.architecture.num_kv_heads) == (layers, kv_heads)
+    assert "shipped with the course" in size.source
+    name = model.removeprefix("Qwen/")
+    if name in REFERENCE_MODELS:  # chapter 01 and 08's table agree with the shipped config
+        assert REFERENCE_MODELS[name].num_params == pytest.approx(parameters, rel=0.01)

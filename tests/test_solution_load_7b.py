@@ -41,9 +41,9 @@ def test_the_script_loads_the_default_model_and_answers():
 
 def test_a_hub_id_without_network_fails_with_a_clear_message(tmp_path):
     offline = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}  # no network, empty cache
-    result = run_script("Qwen/Qwen2.5-7B-Instruct", "--dry-run", env=offline)
+    result = run_script("Qwen/Qwen2.5-14B-Instruct", "--dry-run", env=offline)  # not shipped
     assert result.returncode == load_7b.EXIT_ERROR
-    assert "Cannot size Qwen/Qwen2.5-7B-Instruct offline" in result.stderr
+    assert "Cannot size Qwen/Qwen2.5-14B-Instruct offline" in result.stderr
     assert "local Transformers folder" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -55,3 +55,19 @@ def test_a_model_too_large_exits_with_the_explanation(monkeypatch, capsys):
     assert "plan: refuse" in out
     assert "needs 0.9 GiB in bfloat16" in err and "this machine has 0.8 GiB available" in err
     assert "This model as a GGUF Q4_K_M with llama.cpp (chapter 04, 0.7 GiB) would fit." in err
+
+
+def test_the_7b_of_the_exercise_is_planned_offline(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache: nothing to find there
+    monkeypatch.setattr(load_7b, "machine", lambda device: (cpu(24), 0.0))
+    assert load_7b.main(["Qwen/Qwen2.5-7B-Instruct", "--dry-run"]) == 0
+    out, _ = capsys.readouterr()
+    assert "Qwen/Qwen2.5-7B-Instruct: 7.62 B parameters" in out
+    assert "config.json shipped with the course" in out and "plan: load" in out
+    assert "bfloat16 needs 16.3 of 24.0 GiB free" in out  # chapter 01's figure for this model
+
+    monkeypatch.setattr(load_7b, "machine", lambda device: (cpu(8), 0.0))
+    assert load_7b.main(["Qwen/Qwen2.5-7B-Instruct", "--dry-run"]) == load_7b.EXIT_TOO_LARGE
+    out, err = capsys.readouterr()
+    assert "plan: refuse" in out and "GGUF Q4_K_M" in err

@@ -3,6 +3,10 @@
 A hub id is sized from the hub's safetensors metadata, a folder from its safetensors headers;
 config.json gives the layers and KV heads the KV cache depends on. The exercise 1 loader
 (``solutions.load_7b``) plans from this before it downloads anything.
+
+The models the chapters name (Qwen2.5 7B, 32B and 72B Instruct) are sized offline: the course
+ships their config.json (``configs/``, with their licences), and the parameters are counted on a
+model built on PyTorch's ``meta`` device, where a tensor has a shape and no memory.
 """
 
 from __future__ import annotations
@@ -11,9 +15,17 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmlab.errors import LLMLabError, ModelNotFoundError
 from llmlab.sizing.memory import Architecture
+
+#: config.json of the models the chapters name, by hub id (``configs/README.md``: licences).
+CONFIGS = Path(__file__).parent / "configs"
+SHIPPED_CONFIGS = {
+    f"Qwen/{name}": CONFIGS / name
+    for name in ("Qwen2.5-7B-Instruct", "Qwen2.5-32B-Instruct", "Qwen2.5-72B-Instruct")
+}
 
 
 class CannotSizeModelError(LLMLabError):
@@ -109,16 +121,39 @@ def cached_snapshot(repo_id: str) -> Path | None:
     return folder if (folder / "model.safetensors").is_file() else None
 
 
+def count_parameters_from_config(config: Any) -> int:
+    """Build the model on the ``meta`` device (accelerate's ``init_empty_weights``: shapes, no
+    memory, no weights) and count its parameters: exact, for any architecture Transformers has."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    return int(model.num_parameters())
+
+
 def size_model(model: str) -> ModelSize:
-    """Parameters and layout of ``model`` (a folder or hub id), from metadata and config only."""
-    parameters = count_parameters(model)
-    source = "safetensors headers on disk" if Path(model).is_dir() else "hub metadata"
+    """Parameters and layout of ``model`` (a folder or hub id), from metadata and config only;
+    offline for the models in ``SHIPPED_CONFIGS``."""
     from transformers import AutoConfig
 
+    shipped = SHIPPED_CONFIGS.get(model)
+    if shipped is not None:
+        config = AutoConfig.from_pretrained(shipped)
+        parameters = count_parameters_from_config(config)
+        source = "its config.json shipped with the course, counted on the meta device"
+        return _model_size(config.get_text_config(), parameters, source)
+    parameters = count_parameters(model)
+    source = "safetensors headers on disk" if Path(model).is_dir() else "hub metadata"
     try:
         config = AutoConfig.from_pretrained(model).get_text_config()
     except (OSError, ValueError) as error:  # unreachable, or a model type this version lacks
         raise CannotSizeModelError(f"Cannot read the config of {model}: {error}") from error
+    return _model_size(config, parameters, source)
+
+
+def _model_size(config: Any, parameters: int, source: str) -> ModelSize:
+    """The KV-cache layout and the 16-bit embeddings, where the config has the usual fields."""
     try:
         architecture = Architecture.from_config(config, parameters)
         embeddings = config.vocab_size * config.hidden_size

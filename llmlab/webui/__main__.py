@@ -52,6 +52,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--share", action="store_true", help="also make a public gradio.live link (internet)"
     )
+    parser.add_argument(
+        "--root-path",
+        help="the path a proxy serves the page under, e.g. /user/NAME/proxy/7860 on JupyterHub",
+    )
     return parser.parse_args(argv)
 
 
@@ -67,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         auth=args.auth,
         share=args.share,
+        root_path=args.root_path,
     )
 
 

@@ -206,12 +206,15 @@ def launch_chat_app(
     port: int | None = None,
     auth: tuple[str, str] | None = None,
     share: bool = False,
+    root_path: str | None = None,
 ) -> None:
     """Build the page and serve it until interrupted.
 
     ``host`` is 127.0.0.1 so only this machine can open the page; ``share=True`` asks Gradio for
     a public link through its relay (it needs the internet, and anyone with the link can chat,
-    so pair it with ``auth``).
+    so pair it with ``auth``). ``root_path`` is the path a proxy serves the page under (on
+    JupyterHub and Binder, ``/user/NAME/proxy/PORT``: ``llmlab.webui.links``), which the page
+    needs to find its own files and API.
     """
     app = build_chat_app(base_url, api_key=api_key, model=model)
     app.queue().launch(
@@ -223,6 +226,7 @@ def launch_chat_app(
         show_error=False,
         footer_links=[],
         theme=THEME,
+        root_path=root_path,
     )
 
 
@@ -234,6 +238,7 @@ def chat_app_server(
     host: str = LOCALHOST,
     port: int | None = None,
     auth: tuple[str, str] | None = None,
+    root_path: str | None = None,
     startup_timeout_s: float = 60,
 ) -> Server:
     """The chat page as a child process (``python -m llmlab.webui``), started and stopped like
@@ -243,12 +248,15 @@ def chat_app_server(
             print("Open", page.base_url)
 
     The API key and the login travel in the environment, not on the command line, where ``ps``
-    shows them to every user of the machine.
+    shows them to every user of the machine. ``root_path`` may hold ``{port}``, filled in with
+    the port the page gets (``llmlab.webui.links.root_path_template``).
     """
     command = [sys.executable, "-m", "llmlab.webui", "--base-url", base_url]
     command += ["--host", "{host}", "--port", "{port}"]
     if model:
         command += ["--model", model]
+    if root_path:
+        command += ["--root-path", root_path]
     env = {"GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     if api_key:
         env["LLMLAB_API_KEY"] = api_key

@@ -130,16 +130,20 @@ def main() -> None:
     paths = [path.resolve() for path in args.notebooks] or NOTEBOOKS
     results: dict[str, float] = {}
     print(f"{'notebook':28s} {'peak (GB)':>10s} {'processes':>10s}  largest process  Binder")
+    out = cache_dir() / "chapter_memory.json"
     for path in paths:
         started = time.monotonic()
-        peak = measure(path)
+        try:
+            peak = measure(path)
+        except Exception as error:  # noqa: BLE001 - say which notebook, measure the others
+            print(f"{path.name:28s} FAILED: {type(error).__name__}: {error}", flush=True)
+            continue
         results[path.name] = peak.bytes
+        out.write_text(json.dumps(results, indent=2))  # after each: a failure keeps the rest
         fits = "fits" if peak.bytes <= BINDER_BYTES else "too big"
         took = time.monotonic() - started
         print(f"{path.name:28s} {peak.bytes / 1e9:10.2f} {peak.processes:10d}  "
               f"{peak.biggest:15s}  {fits}   ({took:.0f} s)", flush=True)  # fmt: skip
-    out = cache_dir() / "chapter_memory.json"
-    out.write_text(json.dumps(results, indent=2))
     print("wrote", out)
     if args.write_readme:
         write_readme(results)

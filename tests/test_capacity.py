@@ -155,6 +155,8 @@ def test_pipeline_stages_are_as_even_as_the_layer_count_allows():
     assert sorted(int((stages == gpu).sum()) for gpu in range(4)) == [7, 7, 8, 8]
     with pytest.raises(ValueError, match="tensor, pipeline, data"):
         owners("expert", layers=4, gpus=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="2 layers cannot make 4 pipeline stages"):
+        owners("pipeline", layers=2, gpus=4)
 
 
 def test_the_parallelism_figure_titles_each_split_with_its_share():
@@ -190,6 +192,8 @@ def test_the_pool_figure_colours_held_blocks_and_leaves_the_rest_free():
     # requests 0-2 hold 3 blocks each, one used (solid) and two reserved (pale); block 9 free
     assert alphas[:9] == [1.0, 0.25, 0.25] * 3
     assert tuple(image[9]) == FREE
+    with pytest.raises(ValueError, match="over max_model_len"):
+        plot_kv_pool(KVPool(364, 128), tokens_per_request=4096, max_model_len=2048)
     fig = plot_kv_pool(KVPool(364, 128), tokens_per_request=91, max_model_len=2048)
     assert [ax.get_title().splitlines()[1] for ax in fig.axes] == [
         "16 requests hold 256 of 364 blocks; 22 would fit",

@@ -64,8 +64,8 @@ def test_reference_reply_passes(server, capsys):
         (streaming(stream=False), r"on a first message: the request has no stream=True"),
         (streaming(system=False), r"does not start with the system prompt"),
         (streaming(keep_history=False), r"after 2 turns: .*the history is missing"),
-        (streaming(read_all_first=True), r"stopped after 3 pieces of a long answer: the server "
-                                         r"wrote \d+ tokens although only 3 pieces were taken"),
+        (streaming(read_all_first=True), r"stopped after 3 pieces of a long answer: .*read to "
+                                         r"its end before the first yield"),
         (lambda client, model, message, history, max_tokens=512: "Paris",
          r"it returned a str, not a generator"),
     ],

@@ -754,7 +754,7 @@ def returns_zero_when_nothing_fits(levels, users, ttft_budget_s, tpot_budget_s):
         (fastest_level, r"on chapter 08's replica, 25 users.*returned 3, as if one replica carried "
                         r"8 requests: that is the level with the most tokens/s.*so 7 replicas"),
         (within(rounding=math.floor), r"25 users.*returned 6: 25 users / 4 per replica rounded "
-                                      r"down, which leaves 1 users.*= 7"),
+                                      r"down, which leaves 1 of the 25 users without a replica"),
         (within(rounding=lambda x: int(x) + 1), r"on chapter 08's replica, 12 users.*returned 4: "
                                                 r"12 users at 4 per replica fill 3 replicas"),
         (within(rounding=lambda x: x), r"25 users.*returned 6.25, a fraction of a replica"),
@@ -765,11 +765,18 @@ def returns_zero_when_nothing_fits(levels, users, ttft_budget_s, tpot_budget_s):
         (returns_zero_when_nothing_fits, r"on a budget no measured level meets.*returned 0.*raise "
                                          r"a ValueError"),
         (lambda *args: "7", r"returned a str; return the number of replicas, an int"),
+        (lambda *args: 7.0, r"chapter 08's replica, 12 users.*returned 7.0, expected 3"),
     ],
 )  # fmt: skip
 def test_replicas_needed_mistakes_are_named(answer, message):
     with pytest.raises(ExerciseError, match=message):
         check_replicas_needed(answer)
+
+
+def test_a_whole_number_of_any_numeric_type_is_accepted():
+    numpy = pytest.importorskip("numpy")
+    check_replicas_needed(lambda *args: numpy.int64(answers.replicas_needed(*args)))
+    check_replicas_needed(lambda *args: float(answers.replicas_needed(*args)))
 
 
 def test_replicas_needed_agrees_with_the_planner_on_every_case():

@@ -3,15 +3,17 @@ figure it shares with chapters 01 and 08."""
 
 from __future__ import annotations
 
+import huggingface_hub.constants
 import pytest
 import torch
 
 from llmlab.models import resolve_model
+from llmlab.sizing import model_size
 from llmlab.sizing.capacity import check_source_table, replica_shape
 from llmlab.sizing.hardware import Hardware
 from llmlab.sizing.load_plan import LoadPlan, plan_load
 from llmlab.sizing.memory import REFERENCE_MODELS, estimate_memory
-from llmlab.sizing.model_size import count_parameters, size_model
+from llmlab.sizing.model_size import count_parameters
 
 QWEN_7B = REFERENCE_MODELS["Qwen2.5-7B-Instruct"]
 #: Qwen2.5-7B's embeddings and its (untied) output layer: 152,064 tokens x 3,584.
@@ -125,11 +127,14 @@ def test_the_parameter_count_from_disk_matches_the_loaded_model(llm):
     ],
 )
 def test_the_models_the_chapters_name_are_sized_offline(
-    model, parameters, layers, kv_heads, monkeypatch, tmp_path
+    model, parameters, layers, kv_heads, monkeypatch
 ):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    size = size_model(model)
+    def no_hub(repo_id):
+        raise AssertionError(f"asked the hub about {repo_id}")
+
+    monkeypatch.setattr(model_size, "count_parameters_on_hub", no_hub)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import
+    size = model_size.size_model(model)
     # The counts the model cards publish (7.61B, 32.8B, 72.7B), from the meta device.
     assert size.parameters == parameters
     assert (size.architecture.num_layers, size.architecture.num_kv_heads) == (layers, kv_heads)

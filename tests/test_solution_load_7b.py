@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import huggingface_hub.constants
+
 from llmlab.models import resolve_model
+from llmlab.sizing import model_size
 from llmlab.sizing.hardware import Hardware
 from solutions import load_7b
 
@@ -57,9 +60,12 @@ def test_a_model_too_large_exits_with_the_explanation(monkeypatch, capsys):
     assert "This model as a GGUF Q4_K_M with llama.cpp (chapter 04, 0.7 GiB) would fit." in err
 
 
-def test_the_7b_of_the_exercise_is_planned_offline(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache: nothing to find there
+def test_the_7b_of_the_exercise_is_planned_offline(monkeypatch, capsys):
+    def no_hub(repo_id):
+        raise AssertionError(f"asked the hub about {repo_id}")
+
+    monkeypatch.setattr(model_size, "count_parameters_on_hub", no_hub)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import
     monkeypatch.setattr(load_7b, "machine", lambda device: (cpu(24), 0.0))
     assert load_7b.main(["Qwen/Qwen2.5-7B-Instruct", "--dry-run"]) == 0
     out, _ = capsys.readouterr()

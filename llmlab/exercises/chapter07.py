@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import openai
 
+from llmlab.bench.prometheus import LLAMACPP_PREDICTED_TOKENS, read_counter
 from llmlab.exercises.common import ExerciseError, call_student, function_name, kind_of, passed
+from llmlab.llamacpp.client import LlamaCppClient
 from llmlab.messages import Message
 from llmlab.prompts import SYSTEM_PROMPT
 from llmlab.servers import Server
@@ -44,19 +45,20 @@ def check_chat_reply(reply: Reply, server: Server) -> None:
     __tracebackhide__ = True
     name = function_name(reply)
     sent: list[dict[str, Any]] = []
-    client = _recording_client(server, sent)
+    with _recording_client(server, sent) as client:
+        where = f"{name}, on a first message"
+        question = "What is the capital of France?"
+        pieces = _run(reply, (client, server.model, question, [], 64), where)
+        _check_request(sent, where, history=[], message=question)
+        _check_yields(pieces, where)
 
-    where = f"{name}, on a first message"
-    pieces = _run(reply, (client, server.model, "What is the capital of France?", [], 64), where)
-    _check_request(sent, where, history=[], message="What is the capital of France?")
-    _check_yields(pieces, where)
+        where = f"{name}, on a second message after {len(HISTORY)} turns"
+        sent.clear()
+        _run(reply, (client, server.model, "What is my name?", list(HISTORY), 64), where)
+        _check_request(sent, where, history=HISTORY, message="What is my name?")
 
-    where = f"{name}, on a second message after {len(HISTORY)} turns"
-    sent.clear()
-    _run(reply, (client, server.model, "What is my name?", list(HISTORY), 64), where)
-    _check_request(sent, where, history=HISTORY, message="What is my name?")
-
-    _check_stop(reply, client, server, sent, f"{name}, stopped after 3 pieces of a long answer")
+        where = f"{name}, stopped after 3 pieces of a long answer"
+        _check_stop(reply, client, server, sent, where)
     passed(f"{name} sends the conversation, streams the answer so far, and Stop stops the server")
 
 
@@ -152,10 +154,22 @@ def _check_stop(
     sent.clear()
     before = _predicted_tokens(server)
     generator = call_student(reply, (client, server.model, ENDLESS, [], STOP_MAX_TOKENS), where)
-    for _ in range(3):
-        call_student(next, (generator,), where)
+    for taken in range(3):
+        try:
+            call_student(next, (generator,), where)
+        except ExerciseError as error:
+            if isinstance(error.__cause__, StopIteration):
+                raise ExerciseError(
+                    f"{where}: the answer ended after {taken} pieces; a long answer should "
+                    "give many. Yield the answer so far after every chunk that carries text."
+                ) from None
+            raise
+        if taken == 0 and not _busy(server) and _predicted_tokens(server) - before >= 32:
+            generator.close()
+            raise ExerciseError(f"{where}: {READ_TO_THE_END}")
     generator.close()
-    asked = sent[0].get("max_tokens") if sent else None
+    body = sent[0] if sent else {}
+    asked = body.get("max_tokens", body.get("max_completion_tokens"))
     if asked != STOP_MAX_TOKENS:
         raise ExerciseError(
             f"{where}: the request asked for max_tokens={asked!r}; pass the function's "
@@ -166,28 +180,30 @@ def _check_stop(
     if generated >= STOP_MAX_TOKENS / 2:
         raise ExerciseError(
             f"{where}: the server wrote {generated:.0f} tokens although only 3 pieces were "
-            "taken before the generator was closed: the answer was read to its end before the "
-            "first yield (a list of the chunks, or a request without streaming), or the stream "
-            "stayed open. Yield inside the loop over the stream, opened with `with "
-            "client.chat.completions.create(..., stream=True) as stream:`; closing the generator "
-            "then closes the stream, and the server stops."
+            f"taken before the generator was closed. {READ_TO_THE_END}"
         )
 
 
+READ_TO_THE_END = (
+    "The answer was read to its end before the first yield (a list of the chunks, or a request "
+    "without streaming), or the stream stayed open. Yield inside the loop over the stream, "
+    "opened with `with client.chat.completions.create(..., stream=True) as stream:`; closing "
+    "the generator then closes the stream, and the server stops."
+)
+
+
 def _predicted_tokens(server: Server) -> float:
-    metrics = httpx.get(server.url("/metrics"), headers=server.headers, timeout=10).text
-    for line in metrics.splitlines():
-        if line.startswith("llamacpp:tokens_predicted_total"):
-            return float(line.split()[-1])
-    raise ExerciseError(f"{server} has no llamacpp:tokens_predicted_total: start it with --metrics")
+    return read_counter(server.base_url, LLAMACPP_PREDICTED_TOKENS, api_key=server.api_key)
+
+
+def _busy(server: Server) -> bool:
+    with LlamaCppClient(server.base_url, api_key=server.api_key) as llama:
+        return any(slot["is_processing"] for slot in llama.slots())
 
 
 def _wait_until_idle(server: Server, where: str) -> None:
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    while True:
-        slots = httpx.get(server.url("/slots"), headers=server.headers, timeout=10).json()
-        if not any(slot["is_processing"] for slot in slots):
-            return
+    while _busy(server):
         if time.monotonic() > deadline:
             raise ExerciseError(
                 f"{where}: the server was still generating {SETTLE_TIMEOUT_S} s after the "

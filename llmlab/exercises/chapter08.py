@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from numbers import Integral, Real
 
 from llmlab.exercises.common import ExerciseError, call_student, function_name, kind_of, passed
 from llmlab.sizing.capacity import (
@@ -72,11 +73,11 @@ def expected_replicas(levels: Sequence[MeasuredLevel], users: int, ttft: float, 
 def _replicas_problem(
     got: object, levels: Sequence[MeasuredLevel], users: int, ttft: float, tpot: float
 ) -> str | None:
-    if isinstance(got, bool) or not isinstance(got, int | float):
+    if isinstance(got, bool) or not isinstance(got, Real):
         return f"it returned {kind_of(got)}; return the number of replicas, an int."
     expected = expected_replicas(levels, users, ttft, tpot)
     level = sustainable_concurrency(levels, ttft_budget_s=ttft, tpot_budget_s=tpot)
-    if isinstance(got, float) and not got.is_integer():
+    if not isinstance(got, Integral) and not float(got).is_integer():
         return (
             f"it returned {got}, a fraction of a replica. Servers come whole: round up, "
             f"math.ceil(users / per_replica) = {expected}."
@@ -91,9 +92,10 @@ def _replicas_problem(
             "math.ceil(users / per_replica)."
         )
     if got == users // per_replica or got == round(users / per_replica):
+        left = users - int(float(got)) * per_replica
         return (
             f"it returned {got}: {users} users / {per_replica} per replica rounded down, which "
-            f"leaves {users - got * per_replica} users without a replica. Round up: "
+            f"leaves {left} of the {users} users without a replica. Round up: "
             f"math.ceil(users / per_replica) = {expected}."
         )
     for wrong, mistake in _mistakes(levels, ttft, tpot):

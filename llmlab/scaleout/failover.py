@@ -28,11 +28,10 @@ from llmlab.http.common import LIMITS
 from llmlab.prompts import sample_chats
 from llmlab.scaleout.load import chat_target
 from llmlab.scaleout.replicas import kill
-from llmlab.scaleout.router import Router
+from llmlab.scaleout.router import RETRIES, Router
 from llmlab.servers import Server
 
 SENT_TO = "vllm_router_processed_requests_total"
-RETRIES = "vllm_router_retries_total"
 
 
 @dataclass

@@ -34,7 +34,7 @@ from llmlab.messages import Message
 from llmlab.prompts import QUESTIONS, SYSTEM_PROMPT
 from llmlab.scaleout.load import ask_all
 from llmlab.scaleout.replicas import replicas
-from llmlab.scaleout.router import SESSION_HEADER, vllm_router
+from llmlab.scaleout.router import RETRIES, SESSION_HEADER, vllm_router
 
 #: The businesses whose assistants get one long system prompt each.
 BUSINESSES = ("a bakery", "a bicycle shop", "a public library", "a train station",
@@ -84,6 +84,9 @@ class CacheResult:
     ttft_p50_ms: float
     ttft_p90_ms: float
     duration_s: float
+    #: Requests the router sent again to another replica (``vllm_router_retries_total``): each
+    #: one lands where the policy did not choose, so the prefill count is exact only at 0.
+    retries: int = 0
 
     @property
     def hit_ratio(self) -> float:
@@ -96,7 +99,7 @@ class CacheResult:
 
 
 def summarize_cache(
-    policy: str, records: Sequence[RequestRecord], duration_s: float
+    policy: str, records: Sequence[RequestRecord], duration_s: float, retries: int = 0
 ) -> CacheResult:
     """Add up the requests of one run."""
     done = [r for r in records if r.failure is None]
@@ -111,6 +114,7 @@ def summarize_cache(
         ttft_p50_ms=round(ttft.p50, 1),
         ttft_p90_ms=round(ttft.p90, 1),
         duration_s=round(duration_s, 2),
+        retries=retries,
     )
 
 
@@ -132,6 +136,12 @@ async def prefix_cache_experiment(
     prompt, so it keeps every prompt it has computed: round-robin computes each prompt once per
     replica that gets it, affinity once in all.
     """
+    for fixed in ("parallel", "concurrency"):
+        if fixed in kwargs:
+            raise ValueError(
+                f"prefix_cache_experiment sets {fixed} itself (a slot per system prompt, one "
+                "request at a time), so that routing is the only difference between policies"
+            )
     chats = prefix_workload(prompts, questions, rules=rules)
 
     systems = list(dict.fromkeys(chat[0]["content"] for chat in chats))
@@ -149,5 +159,7 @@ async def prefix_cache_experiment(
                 records = await ask_all(
                     router, chats, concurrency=1, max_tokens=max_tokens, headers=prompt_id
                 )
-                results.append(summarize_cache(policy, records, time.perf_counter() - started))
+                duration_s = time.perf_counter() - started
+                retried = sum(router.counters().get(RETRIES, {}).values())
+                results.append(summarize_cache(policy, records, duration_s, int(retried)))
     return results

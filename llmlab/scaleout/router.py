@@ -35,6 +35,8 @@ POLICIES = ("round_robin", "random", "power_of_two", "cache_aware", "consistent_
 
 #: The header ``consistent_hash`` (and ``cache_aware``, when a request has no text) keys on.
 SESSION_HEADER = "X-Session-ID"
+#: The router's count of requests it sent again to another worker.
+RETRIES = "vllm_router_retries_total"
 
 
 def check_router_installed() -> None:

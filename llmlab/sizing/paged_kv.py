@@ -76,6 +76,8 @@ def plot_kv_pool(
     ways: each reserving ``max_model_len`` tokens, and paged."""
     import matplotlib.pyplot as plt
 
+    if tokens_per_request > max_model_len:
+        raise ValueError(f"a request of {tokens_per_request} tokens is over max_model_len")
     used = pool.blocks_for(tokens_per_request)
     reserved = pool.blocks_for(max_model_len)
     columns = max(8, ceil((2 * pool.blocks) ** 0.5))

@@ -33,6 +33,8 @@ def owners(split: Split, *, layers: int, gpus: int, width: int = WIDTH) -> np.nd
     """
     if gpus < 1 or layers < 1:
         raise ValueError("layers and gpus must be at least 1")
+    if split == "pipeline" and layers < gpus:
+        raise ValueError(f"{layers} layers cannot make {gpus} pipeline stages: one GPU would idle")
     if split == "tensor":
         row = np.arange(width) * gpus // width
         return np.tile(row, (layers, 1))

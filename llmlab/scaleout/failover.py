@@ -28,7 +28,7 @@ from llmlab.http.common import LIMITS
 from llmlab.prompts import sample_chats
 from llmlab.scaleout.load import chat_target
 from llmlab.scaleout.replicas import kill
-from llmlab.scaleout.router import RETRIES, Router
+from llmlab.scaleout.router import Router
 from llmlab.servers import Server
 
 SENT_TO = "vllm_router_processed_requests_total"
@@ -86,7 +86,7 @@ async def failover_experiment(
     answers: list[RequestRecord] = []
     timeline: dict[str, float] = {}
     done = asyncio.Event()
-    retries_before = _retries(router)
+    retries_before = router.retries()
     target = chat_target(router, max_tokens=max_tokens, stream=stream)
 
     async def client_loop(offset: int) -> None:
@@ -136,7 +136,7 @@ async def failover_experiment(
         answered=len(answers) - len(failed),
         failed_before_first_byte=sum(a.first_byte_s is None for a in failed),
         failed_mid_stream=sum(a.first_byte_s is not None for a in failed),
-        retried=round(_retries(router) - retries_before),
+        retried=router.retries() - retries_before,
         marked_unhealthy_s=_since(timeline, "kill", "unhealthy"),
         stopped_routing_s=_since(timeline, "kill", "last_routed") or 0.0,
         restart_s=_since(timeline, "restart", "ready"),
@@ -151,10 +151,6 @@ async def _router_view(client: httpx.AsyncClient, router: Router, url: str) -> t
     healthy = any(w["url"] == url and w["is_healthy"] for w in workers)
     counters = await asyncio.to_thread(router.counters)
     return healthy, counters.get(SENT_TO, {}).get(url, 0.0)
-
-
-def _retries(router: Router) -> float:
-    return sum(router.counters().get(RETRIES, {}).values())
 
 
 def _since(timeline: dict[str, float], start: str, end: str) -> float | None:

@@ -34,7 +34,7 @@ from llmlab.messages import Message
 from llmlab.prompts import QUESTIONS, SYSTEM_PROMPT
 from llmlab.scaleout.load import ask_all
 from llmlab.scaleout.replicas import replicas
-from llmlab.scaleout.router import RETRIES, SESSION_HEADER, vllm_router
+from llmlab.scaleout.router import SESSION_HEADER, vllm_router
 
 #: The businesses whose assistants get one long system prompt each.
 BUSINESSES = ("a bakery", "a bicycle shop", "a public library", "a train station",
@@ -160,6 +160,5 @@ async def prefix_cache_experiment(
                     router, chats, concurrency=1, max_tokens=max_tokens, headers=prompt_id
                 )
                 duration_s = time.perf_counter() - started
-                retried = sum(router.counters().get(RETRIES, {}).values())
-                results.append(summarize_cache(policy, records, duration_s, int(retried)))
+                results.append(summarize_cache(policy, records, duration_s, router.retries()))
     return results

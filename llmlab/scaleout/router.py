@@ -98,6 +98,10 @@ class Router(Server):
                 by_label[label] = by_label.get(label, 0.0) + sample.value
         return counters
 
+    def retries(self) -> int:
+        """Requests the router has sent again to another worker, over all workers."""
+        return round(sum(self.counters().get(RETRIES, {}).values()))
+
 
 def vllm_router(
     worker_urls: Sequence[str],

@@ -13,6 +13,7 @@ from platformdirs import user_cache_path
 
 MODEL_ENV = "LLMLAB_MODEL"
 CACHE_ENV = "LLMLAB_CACHE"
+WAVES_ENV = "LLMLAB_SWEEP_WAVES"
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 
 
@@ -35,3 +36,15 @@ def served_model_name(model: str | os.PathLike[str] | None = None) -> str:
     """The name a server gives ``model_setting(model)`` in its API: the last part of its path
     or Hub id (``Qwen/Qwen2.5-7B-Instruct`` is served as ``Qwen2.5-7B-Instruct``)."""
     return model_setting(model).rstrip("/").split("/")[-1]
+
+
+def sweep_waves() -> int:
+    """How many times each slot fills in a load sweep: ``$LLMLAB_SWEEP_WAVES``, else 2.
+
+    Two waves mean every slot refills once, so a level's figures include a steady state and not
+    only the start. ``bin/test`` sets 1: the notebooks' sweeps then run the same code on half the
+    requests (their saved outputs are from 2)."""
+    value = os.environ.get(WAVES_ENV) or "2"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${WAVES_ENV} must be a whole number of 1 or more, not {value!r}")
+    return int(value)

@@ -60,7 +60,7 @@ from llmlab.models import default_gguf
 from llmlab.ollama import find_ollama, ollama_server
 from llmlab.servers.llamacpp import llama_server
 from llmlab.servers.service import service_server
-from llmlab.settings import cache_dir, model_setting
+from llmlab.settings import cache_dir, model_setting, sweep_waves
 
 #: The model a real Ollama is given (made from the same GGUF file the other backends read).
 OLLAMA_MODEL = "llmlab-compare"
@@ -215,9 +215,9 @@ async def compare(
     workload = (
         f"Model: {model_setting(options.model)} (llama-server and Ollama: {gguf.name}). "
         f"Workload: the course's sample chats, greedy, {max_tokens} output tokens a request, "
-        f"2 x concurrency requests per level (at least {MIN_REQUESTS}), after one warm-up "
-        "request per backend that is not counted. The load generator shares the machine with "
-        "the server."
+        f"{sweep_waves()} x concurrency requests per level (at least {MIN_REQUESTS}), after one "
+        "warm-up request per backend that is not counted. The load generator shares the machine "
+        "with the server."
     )
     settings_used = {"model": model_setting(options.model), "gguf": str(gguf),
                      "ollama_parallel": options.ollama_parallel}  # fmt: skip

@@ -16,6 +16,7 @@ from llmlab.bench import (
     poisson_arrivals,
     run,
     summarize,
+    sweep,
     to_markdown,
     write_csv,
     write_json,
@@ -184,6 +185,24 @@ def test_run_keeps_concurrency_and_counts_the_warm_up_out():
     assert (result.completed, result.output_tokens) == (6, 12)  # ...and is not counted
     span = max(r.chunk_times_s[-1] for r in result.records) - min(r.sent_s for r in result.records)
     assert result.duration_s >= span >= 3 * 0.05  # three rounds of two (sleeps never end early)
+
+
+@pytest.mark.parametrize(("waves", "sent_at_4"), [(None, 8), ("2", 8), ("1", 4)])
+def test_a_sweep_fills_every_slot_the_set_number_of_times(monkeypatch, waves, sent_at_4):
+    """Two waves by default (every slot refills once); bin/test runs one; never under the
+    minimum."""
+    if waves is None:
+        monkeypatch.delenv("LLMLAB_SWEEP_WAVES", raising=False)
+    else:
+        monkeypatch.setenv("LLMLAB_SWEEP_WAVES", waves)
+    results = asyncio.run(sweep(Sleeper(), [1, 4], min_requests=4, progress=False))
+    assert [result.completed for result in results] == [4, sent_at_4]
+
+
+def test_a_sweep_refuses_a_wave_count_that_is_not_a_whole_number(monkeypatch):
+    monkeypatch.setenv("LLMLAB_SWEEP_WAVES", "half")
+    with pytest.raises(ValueError, match="LLMLAB_SWEEP_WAVES must be a whole number"):
+        asyncio.run(sweep(Sleeper(), [1], progress=False))
 
 
 def test_run_at_a_request_rate_spaces_the_requests():

@@ -17,9 +17,9 @@ from llmlab.errors import PortInUseError
 from llmlab.servers import Server
 from solutions import compare_deployments
 
-# The command runs once, in the first test that needs it, on every backend but vLLM: the
-# notebook (solutions/compare_deployments.ipynb, run by nbval in the same suite) runs all five
-# and fails if any request does, so vLLM's minute-long start is not paid twice.
+# The command runs once, in the first test that needs it, on two backends: the in-process one
+# (its own rows) and one server. The notebook (solutions/compare_deployments.ipynb, run by nbval
+# in the same suite) runs all five and fails if any request does, so no start is paid twice.
 pytestmark = [pytest.mark.server, pytest.mark.vllm, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,13 +28,8 @@ choose, compare = compare_deployments.choose, compare_deployments.compare
 
 LEVELS = [1, 4]
 TOKENS = 8
-#: The backends the command runs here, as the table names them where no real Ollama runs.
-LABELS = {
-    "transformers": "Transformers (in process)",
-    "service": "FastAPI service",
-    "llama-server": "llama-server",
-    "ollama": "Ollama-compatible (llmlab.ollama)",
-}
+#: The backends the command runs here, as the table names them.
+LABELS = {"transformers": "Transformers (in process)", "llama-server": "llama-server"}
 
 
 def table_rows(markdown: str) -> list[list[str]]:
@@ -45,11 +40,11 @@ def table_rows(markdown: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
-    """The whole command, once, every backend but vLLM (see above)."""
+    """The whole command, once, on the backends in ``LABELS`` (see above)."""
     out = tmp_path_factory.mktemp("compare")
     command = [sys.executable, "-m", "solutions.compare_deployments", "--out", str(out),
                "--levels", *map(str, LEVELS), "--max-tokens", str(TOKENS),
-               "--llama-threads", "1", "--skip", "vllm"]  # fmt: skip
+               "--llama-threads", "1", "--only", *LABELS]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     return done, out
@@ -63,7 +58,7 @@ def test_the_command_writes_every_file_and_prints_the_table(full_run):
     assert "| backend | concurrency |" in done.stdout
     assert (out / "throughput.png").read_bytes().startswith(b"\x89PNG")
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + 3 * len(LEVELS) + 1  # header; in-process at concurrency 1 only
+    assert len(csv_lines) == 1 + len(LEVELS) + 1  # header; in-process at concurrency 1 only
 
 
 def test_the_table_has_a_row_per_backend_and_level(full_run):
@@ -93,10 +88,7 @@ def test_every_backend_ran_every_request_at_the_length_asked(full_run):
         for result in run["results"]:
             assert result["failed"] == 0, (name, result["errors"])
             assert result["completed"] == 8 and result["ttft_ms"]["p50"] > 0
-            if name == "ollama":  # Ollama has no ignore_eos: num_predict caps the length
-                assert 0 < result["output_tokens"] <= 8 * TOKENS
-            else:
-                assert result["output_tokens"] == 8 * TOKENS, name
+            assert result["output_tokens"] == 8 * TOKENS, name
 
 
 @contextmanager

@@ -28,15 +28,16 @@ from llmlab.bench.records import BenchmarkResult, RequestRecord, summarize
 from llmlab.bench.targets import Chat, Target, error_text
 from llmlab.messages import Message
 from llmlab.prompts import sample_chats
+from llmlab.settings import sweep_waves
 
 #: The chats a run sends, in order: message lists, or ``Chat``s that carry their own headers.
 Workload = Sequence[Sequence[Message] | Chat]
 
 
 def default_workload(concurrency: int, minimum: int = 8) -> list[list[Message]]:
-    """The course's sample chats: twice the concurrency (every slot refills once), at least
-    ``minimum``."""
-    return sample_chats(max(minimum, 2 * concurrency))
+    """The course's sample chats: ``sweep_waves()`` (2) times the concurrency, so every slot
+    refills once, and at least ``minimum``."""
+    return sample_chats(max(minimum, sweep_waves() * concurrency))
 
 
 def poisson_arrivals(count: int, rate: float, seed: int = 0) -> list[float]:

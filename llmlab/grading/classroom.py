@@ -22,6 +22,7 @@ import nbformat
 import pandas as pd
 from tqdm.auto import tqdm
 
+from llmlab.errors import LLMLabError
 from llmlab.grading.assignment import build_assignment
 from llmlab.settings import cache_dir
 
@@ -31,7 +32,7 @@ NOTEBOOK = "exercises"
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][\w.-]*$")
 
 
-class GradingError(Exception):
+class GradingError(LLMLabError, RuntimeError):
     """Something the teacher must fix before grading can go on, said in their terms."""
 
 

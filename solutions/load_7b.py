@@ -162,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
             size.parameters,
             hardware,
             ram_available_gib=ram,
-            bf16_supported=torch.cuda.is_bf16_supported() if cuda else True,
             bitsandbytes_available=cuda and bitsandbytes_importable(),
             architecture=size.architecture,
             unquantized_parameters=size.unquantized_parameters,

@@ -7,6 +7,7 @@ import torch
 
 from llmlab.local.generation import LocalLLM, pick_dtype
 from llmlab.local.sampling import SamplingParams
+from llmlab.sizing.hardware import Hardware
 from tests.conftest import SYSTEM, ask
 
 CAPITAL = ask("What is the capital of France?")
@@ -108,6 +109,6 @@ def test_bad_messages_are_explained(llm: LocalLLM, messages, message):
 
 
 def test_the_cpu_gets_float32_not_float16(llm: LocalLLM):
-    assert pick_dtype("cpu") == torch.float32
+    assert pick_dtype(Hardware("cpu", "CPU", 16, 8, 2)) == torch.float32
     if llm.device == "cpu":
         assert llm.model.dtype == torch.float32

@@ -60,8 +60,8 @@ def test_unknown_dtype_is_a_clear_error():
         estimate_memory(SEVEN_B, "fp8")
 
 
-def gpu(free_gib: float) -> Hardware:
-    return Hardware("cuda", "test GPU", free_gib, free_gib, 8)
+def gpu(free_gib: float, capability: tuple[int, int] = (9, 0)) -> Hardware:
+    return Hardware("cuda", "test GPU", free_gib, free_gib, 8, compute_capability=capability)
 
 
 def cpu(free_gib: float) -> Hardware:
@@ -71,6 +71,23 @@ def cpu(free_gib: float) -> Hardware:
 def test_recommends_vllm_in_16_bit_on_a_big_gpu():
     choice = recommend(SEVEN_B, gpu(80), users=16)
     assert (choice.method, choice.dtype) == ("vLLM", "bfloat16")
+
+
+@pytest.mark.parametrize(
+    ("hardware", "half"),
+    [
+        (gpu(15, (7, 5)), "float16"),  # Colab's T4: bfloat16 only emulated; vLLM refuses it
+        (gpu(24, (8, 0)), "bfloat16"),  # A100, and every GPU since
+        (gpu(24, (8, 9)), "bfloat16"),
+        (Hardware("cuda", "unknown", 8, 8, 2), "float16"),  # no capability known: the safe one
+        (cpu(16), "bfloat16"),  # vLLM's CPU build (Transformers on a CPU: float32)
+        (Hardware("mps", "Apple GPU", 16, 8, 8), "float16"),
+    ],
+)
+def test_each_device_computes_in_its_own_16_bit_type(hardware, half):
+    assert hardware.half_dtype == half
+    if hardware.device != "cpu":
+        assert recommend(SEVEN_B, hardware, users=16).dtype in (half, "q4_k_m")
 
 
 def test_recommends_4_bit_llama_cpp_when_16_bit_does_not_fit():
@@ -88,3 +105,11 @@ def test_recommends_float32_transformers_for_a_small_model_on_a_cpu():
 def test_recommends_several_gpus_when_nothing_fits():
     choice = recommend(REFERENCE_MODELS["Qwen2.5-32B-Instruct"], gpu(16))
     assert "several GPUs" in choice.method
+
+
+def test_vllm_on_an_older_gpu_is_told_float16(monkeypatch):
+    import llmlab.servers.vllm as vllm
+
+    monkeypatch.setattr(vllm, "detect_hardware", lambda: gpu(15, (7, 5)))
+    command = vllm.vllm_server()._template  # the command, before start fills in the port
+    assert command[command.index("--dtype") + 1] == "float16"

@@ -35,8 +35,8 @@ def cpu(free_gib: float) -> Hardware:
     return Hardware("cpu", "CPU", free_gib, free_gib, 2)
 
 
-def gpu(free_gib: float) -> Hardware:
-    return Hardware("cuda", "test GPU", free_gib, free_gib, 16)
+def gpu(free_gib: float, capability: tuple[int, int] = (8, 9)) -> Hardware:
+    return Hardware("cuda", "test GPU", free_gib, free_gib, 16, compute_capability=capability)
 
 
 def test_a_16_gib_laptop_refuses_7b_and_says_what_would_fit():
@@ -60,9 +60,12 @@ def test_a_cpu_takes_float32_only_when_memory_is_ample(free_gib, dtype):
     assert any("llama.cpp" in note for note in plan.notes)  # the hardware helper's advice
 
 
-@pytest.mark.parametrize(("bf16", "dtype"), [(True, "bfloat16"), (False, "float16")])
-def test_a_24_gib_gpu_takes_7b_in_16_bit(bf16, dtype):
-    plan = plan_7b(gpu(24), ram_available_gib=64, bf16_supported=bf16)
+@pytest.mark.parametrize(
+    ("capability", "dtype"), [((8, 0), "bfloat16"), ((9, 0), "bfloat16"), ((7, 5), "float16")]
+)
+def test_a_24_gib_gpu_takes_7b_in_16_bit_of_its_own_kind(capability, dtype):
+    """bfloat16 from Ampere (8.0) on; a T4 (7.5) says is_bf16_supported() but emulates it."""
+    plan = plan_7b(gpu(24, capability), ram_available_gib=64)
     assert (plan.device, plan.dtype, plan.device_map, plan.max_memory) == (
         "cuda",
         dtype,
@@ -91,7 +94,7 @@ def test_an_8_gib_gpu_quantizes_to_4_bit_with_bitsandbytes():
 
 
 def test_a_small_gpu_with_little_ram_refuses():
-    plan = plan_7b(gpu(4), ram_available_gib=4, bf16_supported=False)
+    plan = plan_7b(gpu(4, (7, 5)), ram_available_gib=4)
     assert not plan.fits
     assert "needs 16.3 GiB in float16" in plan.refusal
     assert "4.0 GiB free on the GPU and 4.0 GiB of RAM" in plan.refusal

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -41,21 +42,21 @@ from llmlab.local.sampling import (
 )
 from llmlab.messages import Message, validate_messages
 from llmlab.models import check_fits_in_memory, resolve_model
-from llmlab.sizing.hardware import Device, detect_hardware
+from llmlab.sizing.hardware import Device, Hardware, detect_hardware
 from llmlab.sizing.memory import GiB
 
 
-def pick_dtype(device: Device) -> torch.dtype:
-    """The fastest dtype that computes correctly on ``device``.
+def pick_dtype(hardware: Hardware) -> torch.dtype:
+    """The fastest dtype that computes correctly on ``hardware``.
 
     float16 matrix kernels are slow or missing on most CPUs, so the source chapter's
     ``torch_dtype=torch.float16`` makes CPU inference slower, not faster (measured in chapter 01).
+    A GPU computes in its 16-bit type (``Hardware.half_dtype``: bfloat16 from compute capability
+    8.0, float16 below).
     """
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "mps":
-        return torch.float16
-    return torch.float32
+    if hardware.device == "cpu":
+        return torch.float32
+    return getattr(torch, hardware.half_dtype)
 
 
 class _StopWhenSet(StoppingCriteria):
@@ -85,7 +86,7 @@ class LocalLLM:
         self.model_path = resolve_model(model)
         hardware = detect_hardware()
         self.device: Device = device or hardware.device
-        self.dtype = dtype or pick_dtype(self.device)
+        self.dtype = dtype or pick_dtype(replace(hardware, device=self.device))
         check_fits_in_memory(
             self.model_path, self.dtype.itemsize, int(hardware.available_memory_gib * GiB)
         )

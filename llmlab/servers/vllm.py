@@ -39,7 +39,8 @@ def vllm_server(
 
     * On a CPU: ``--dtype bfloat16`` (vLLM's CPU backend has no float16 kernels) and the KV
       cache size in GiB through ``VLLM_CPU_KVCACHE_SPACE`` (vLLM takes 4 GiB when unset).
-    * On a GPU: ``--dtype auto`` and a share of GPU memory instead.
+    * On a GPU: the GPU's 16-bit type (``Hardware.half_dtype``: float16 below compute
+      capability 8.0, where vLLM refuses bfloat16) and a share of GPU memory instead.
     * ``enforce_eager`` skips torch.compile and CUDA graphs: startup in ~35 s instead of ~120 s
       on two cores, at some cost in speed. Tests and quick experiments want it.
     * ``max_num_seqs`` caps how many requests run in one batch step; more wait in a queue.
@@ -58,7 +59,7 @@ def vllm_server(
     ]  # fmt: skip
     env = {}
     if hardware.device == "cuda":
-        command += ["--dtype", "auto", "--gpu-memory-utilization", "0.85"]
+        command += ["--dtype", hardware.half_dtype, "--gpu-memory-utilization", "0.85"]
     else:
         command += ["--dtype", "bfloat16"]
         env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)

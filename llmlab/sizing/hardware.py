@@ -16,6 +16,9 @@ import psutil
 from llmlab.sizing.memory import Architecture, GiB, MemoryEstimate, estimate_memory
 
 Device = Literal["cuda", "mps", "cpu"]
+#: bfloat16 runs natively from compute capability 8.0 (Ampere) on. Below (Colab's T4 is 7.5) it is
+#: emulated, slowly, although ``torch.cuda.is_bf16_supported()`` says True; vLLM refuses it there.
+BF16_MIN_CAPABILITY = (8, 0)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,16 @@ class Hardware:
     total_memory_gib: float
     available_memory_gib: float
     cpu_count: int
+    compute_capability: tuple[int, int] | None = None  # an NVIDIA GPU's (major, minor)
+
+    @property
+    def half_dtype(self) -> str:
+        """The 16-bit type to compute in here: bfloat16 (float16's range, none of its overflows)
+        on a CPU and on a GPU of compute capability 8.0 or more, float16 on older GPUs and MPS."""
+        if self.device == "cuda":
+            native = (self.compute_capability or (0, 0)) >= BF16_MIN_CAPABILITY
+            return "bfloat16" if native else "float16"
+        return "bfloat16" if self.device == "cpu" else "float16"
 
     def __str__(self) -> str:
         return (
@@ -42,7 +55,8 @@ def detect_hardware() -> Hardware:
     cpus = os.cpu_count() or 1
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
-        return Hardware("cuda", torch.cuda.get_device_name(), total / GiB, free / GiB, cpus)
+        return Hardware("cuda", torch.cuda.get_device_name(), total / GiB, free / GiB, cpus,
+                        compute_capability=torch.cuda.get_device_capability())  # fmt: skip
     memory = psutil.virtual_memory()
     if torch.backends.mps.is_available():
         # Apple silicon shares system memory between CPU and GPU.
@@ -70,7 +84,7 @@ def recommend(
     no GPU; several GPUs (vLLM tensor parallelism) when not even that fits.
     """
     free = hardware.available_memory_gib
-    half = "bfloat16" if hardware.device != "mps" else "float16"
+    half = hardware.half_dtype
     full = estimate_memory(arch, half, context_length=context_length, batch_size=users)
     quantized = estimate_memory(arch, "q4_k_m", context_length=context_length, batch_size=users)
     if hardware.device == "cuda" and full.total_gib <= free:

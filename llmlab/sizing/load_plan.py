@@ -102,7 +102,6 @@ def plan_load(
     hardware: Hardware,
     *,
     ram_available_gib: float | None = None,
-    bf16_supported: bool = True,
     bitsandbytes_available: bool = False,
     architecture: Architecture | None = None,
     unquantized_parameters: int = 0,
@@ -116,7 +115,8 @@ def plan_load(
 
     * CPU: float32 when even that fits (full precision, the CPU path ``pick_dtype`` uses),
       else bfloat16 (half the memory), else refuse.
-    * CUDA: 16-bit on the GPU when it fits (bfloat16, or float16 on GPUs without bf16); else
+    * CUDA: 16-bit on the GPU when it fits (``Hardware.half_dtype``: bfloat16 from compute
+      capability 8.0, float16 below); else
       bitsandbytes 8-bit, then 4-bit, when installed (stays on the GPU); else 16-bit split
       between GPU and RAM with ``device_map="auto"`` and ``max_memory`` (exact but slow: offloaded
       layers cross PCIe for every token); else refuse.
@@ -192,11 +192,12 @@ def plan_load(
         return refuse("float16", half, f"{free:.1f} GiB available (shared by CPU and GPU)")
 
     # CUDA
-    dtype = "bfloat16" if bf16_supported else "float16"
+    dtype = hardware.half_dtype
     why_dtype = (
         "the GPU computes bfloat16 natively (float16's range without its overflows)"
-        if bf16_supported
-        else "this GPU has no bfloat16 support; float16 is its fast 16-bit type"
+        if dtype == "bfloat16"
+        else "below compute capability 8.0 a GPU only emulates bfloat16, slowly; float16 is its "
+        "fast 16-bit type"
     )
     full = estimate(dtype)
     ram = ram_available_gib or 0.0

@@ -113,3 +113,19 @@ def test_vllm_on_an_older_gpu_is_told_float16(monkeypatch):
     monkeypatch.setattr(vllm, "detect_hardware", lambda: gpu(15, (7, 5)))
     command = vllm.vllm_server()._template  # the command, before start fills in the port
     assert command[command.index("--dtype") + 1] == "float16"
+
+
+@pytest.mark.parametrize(("free", "share"), [(80, 0.85), (40, 0.49), (20.5, 0.25)])
+def test_vllm_takes_no_more_of_the_gpu_than_is_free(free, share):
+    from llmlab.servers.vllm import gpu_memory_utilization
+
+    h100 = Hardware("cuda", "H100", 80, free, 16, compute_capability=(9, 0))
+    assert gpu_memory_utilization(h100) == share  # less 0.5 GiB of headroom, rounded down
+
+
+def test_vllm_on_a_gpu_another_kernel_fills_says_what_to_free():
+    from llmlab.errors import ModelTooLargeError
+    from llmlab.servers.vllm import gpu_memory_utilization
+
+    with pytest.raises(ModelTooLargeError, match="Only 1.0 GiB of the GPU's 16.0 GiB are free"):
+        gpu_memory_utilization(Hardware("cuda", "T4", 16, 1, 2, compute_capability=(7, 5)))

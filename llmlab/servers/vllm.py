@@ -11,14 +11,16 @@ same flags; the CPU build's ``vllm`` command looks itself up under the distribut
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 
 from llmlab import settings
+from llmlab.errors import ModelTooLargeError
 from llmlab.models import resolve_model
 from llmlab.servers import LOCALHOST, Server
 from llmlab.settings import DEFAULT_MODEL
-from llmlab.sizing.hardware import detect_hardware
+from llmlab.sizing.hardware import Hardware, detect_hardware
 
 
 def vllm_server(
@@ -40,7 +42,7 @@ def vllm_server(
     * On a CPU: ``--dtype bfloat16`` (vLLM's CPU backend has no float16 kernels) and the KV
       cache size in GiB through ``VLLM_CPU_KVCACHE_SPACE`` (vLLM takes 4 GiB when unset).
     * On a GPU: the GPU's 16-bit type (``Hardware.half_dtype``: float16 below compute
-      capability 8.0, where vLLM refuses bfloat16) and a share of GPU memory instead.
+      capability 8.0, where vLLM refuses bfloat16) and ``gpu_memory_utilization`` instead.
     * ``enforce_eager`` skips torch.compile and CUDA graphs: startup in ~35 s instead of ~120 s
       on two cores, at some cost in speed. Tests and quick experiments want it.
     * ``max_num_seqs`` caps how many requests run in one batch step; more wait in a queue.
@@ -59,7 +61,8 @@ def vllm_server(
     ]  # fmt: skip
     env = {}
     if hardware.device == "cuda":
-        command += ["--dtype", hardware.half_dtype, "--gpu-memory-utilization", "0.85"]
+        share = gpu_memory_utilization(hardware)
+        command += ["--dtype", hardware.half_dtype, "--gpu-memory-utilization", f"{share:.2f}"]
     else:
         command += ["--dtype", "bfloat16"]
         env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
@@ -78,3 +81,18 @@ def vllm_server(
         env=env,
         startup_timeout_s=startup_timeout_s,
     )
+
+
+def gpu_memory_utilization(hardware: Hardware, headroom_gib: float = 0.5) -> float:
+    """The share of the GPU's memory vLLM may take: 0.85, or less when something else holds
+    memory (a notebook's kernel that loaded a model): vLLM refuses to start when the share it
+    is given is not free."""
+    free_share = (hardware.available_memory_gib - headroom_gib) / hardware.total_memory_gib
+    if free_share < 0.1:
+        raise ModelTooLargeError(
+            f"Only {hardware.available_memory_gib:.1f} GiB of the GPU's "
+            f"{hardware.total_memory_gib:.1f} GiB are free: vLLM needs room for the model and "
+            "its KV cache. Free what holds it (a model loaded in this kernel: del it and run "
+            "torch.cuda.empty_cache(); another notebook's kernel: shut it down)."
+        )
+    return min(0.85, math.floor(free_share * 100) / 100)

@@ -130,19 +130,27 @@ def materialize_gguf(gguf_path: Path, *, name: str | None = None) -> Path:
 
 
 def check_fits_in_memory(model_path: str, bytes_per_param: float, available_bytes: int) -> None:
-    """Refuse a local model whose weights alone would not fit in ``available_bytes``.
+    """Refuse a model whose weights alone would not fit in ``available_bytes``.
 
-    Loading one that does not fit takes minutes and ends with the kernel killed, not an error.
-    A hub id is not checked: its size is unknown until it is downloaded.
+    Loading one that does not fit takes minutes and ends with the kernel killed (or CUDA out of
+    memory), not an error; for a hub id, after a download of the whole model. So a hub id is
+    sized first, from its metadata (``llmlab.sizing.model_size``; offline for the models the
+    course ships a config of). One that cannot be sized (offline) is left to the download.
     """
     folder = Path(model_path)
-    if not folder.is_dir():
-        return
-    files = list(folder.glob("*.safetensors")) or list(folder.glob("*.bin"))
-    config = json.loads((folder / "config.json").read_text())
-    stored_dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32")
-    stored_bytes = sum(file.stat().st_size for file in files)
-    needed = stored_bytes / BYTES_PER_PARAM.get(stored_dtype, 2.0) * bytes_per_param
+    if folder.is_dir():
+        files = list(folder.glob("*.safetensors")) or list(folder.glob("*.bin"))
+        config = json.loads((folder / "config.json").read_text())
+        stored_dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+        stored_bytes = sum(file.stat().st_size for file in files)
+        needed = stored_bytes / BYTES_PER_PARAM.get(stored_dtype, 2.0) * bytes_per_param
+    else:
+        from llmlab.sizing.model_size import CannotSizeModelError, size_model
+
+        try:
+            needed = size_model(model_path).parameters * bytes_per_param
+        except CannotSizeModelError:
+            return
     if needed > available_bytes:
         raise ModelTooLargeError(
             f"{folder.name} needs about {needed / GiB:.1f} GiB for its weights at "

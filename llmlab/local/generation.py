@@ -93,7 +93,12 @@ class LocalLLM:
         try:
             with _quiet_when_local(self.model_path):
                 self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-                self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
+                # On a GPU, straight to it: without a device_map every weight passes through
+                # RAM first (a 7B needs 15 GiB of RAM to reach a 16 GiB card).
+                placement = {"device_map": self.device} if self.device != "cpu" else {}
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    self.model_path, dtype=self.dtype, **placement
+                )
         except OSError as error:  # what Transformers raises for a model it cannot fetch
             raise ModelNotFoundError(
                 f"Could not load {self.model_path!r}: {error}\nWithout access to a model hub, "

@@ -46,6 +46,7 @@ class Peak:
     bytes: float = 0.0
     processes: int = 0
     biggest: str = ""
+    cell: int = -1  # the notebook's cell running then (its index among all cells)
 
 
 def tree_bytes(pid: int) -> tuple[float, int, str]:
@@ -81,7 +82,12 @@ def measure(path: Path, timeout_s: int = 900) -> Peak:
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=timeout_s, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
-    peak, done = Peak(), threading.Event()
+    peak, done, running = Peak(), threading.Event(), {"cell": -1}
+
+    def on_cell_start(cell: nbformat.NotebookNode, cell_index: int) -> None:
+        running["cell"] = cell_index
+
+    client.on_cell_start = on_cell_start
 
     def sample() -> None:
         while not done.wait(SAMPLE_EVERY_S):
@@ -91,6 +97,7 @@ def measure(path: Path, timeout_s: int = 900) -> Peak:
             total, count, biggest = tree_bytes(pid)
             if total > peak.bytes:
                 peak.bytes, peak.processes, peak.biggest = total, count, biggest
+                peak.cell = running["cell"]
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -129,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = [path.resolve() for path in args.notebooks] or NOTEBOOKS
     results: dict[str, float] = {}
-    print(f"{'notebook':28s} {'peak (GB)':>10s} {'processes':>10s}  largest process  Binder")
+    print(f"{'notebook':28s} {'peak (GB)':>10s} {'processes':>10s}  largest process  cell  Binder")
     out = cache_dir() / "chapter_memory.json"
     for path in paths:
         started = time.monotonic()
@@ -143,7 +150,8 @@ def main() -> None:
         fits = "fits" if peak.bytes <= BINDER_BYTES else "too big"
         took = time.monotonic() - started
         print(f"{path.name:28s} {peak.bytes / 1e9:10.2f} {peak.processes:10d}  "
-              f"{peak.biggest:15s}  {fits}   ({took:.0f} s)", flush=True)  # fmt: skip
+              f"{peak.biggest:15s}  {peak.cell:4d}  {fits}   ({took:.0f} s)",
+              flush=True)  # fmt: skip
     print("wrote", out)
     if args.write_readme:
         write_readme(results)

@@ -9,11 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import psutil
 from platformdirs import user_cache_path
 
 MODEL_ENV = "LLMLAB_MODEL"
 CACHE_ENV = "LLMLAB_CACHE"
 WAVES_ENV = "LLMLAB_SWEEP_WAVES"
+LOW_MEMORY_ENV = "LLMLAB_LOW_MEMORY"
+#: Below this much memory (the machine's, or its container's limit) a chapter starts fewer model
+#: copies: Binder gives a session 2 GB.
+LOW_MEMORY_BYTES = 3 * 2**30
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 
 
@@ -48,3 +53,22 @@ def sweep_waves() -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"${WAVES_ENV} must be a whole number of 1 or more, not {value!r}")
     return int(value)
+
+
+def low_memory(cgroup: Path = Path("/sys/fs/cgroup")) -> bool:
+    """Whether chapters should start fewer copies of the model: ``$LLMLAB_LOW_MEMORY`` (1 or 0),
+    else whether the memory this process may use is under ``LOW_MEMORY_BYTES``.
+
+    That memory is the machine's, or less where a container caps it (Binder, JupyterHub): the
+    cgroup's ``memory.max`` (cgroup v2) or ``memory/memory.limit_in_bytes`` (v1)."""
+    value = os.environ.get(LOW_MEMORY_ENV)
+    if value:
+        if value not in ("0", "1"):
+            raise ValueError(f"${LOW_MEMORY_ENV} must be 1 or 0, not {value!r}")
+        return value == "1"
+    limits = [psutil.virtual_memory().total]
+    for path in (cgroup / "memory.max", cgroup / "memory" / "memory.limit_in_bytes"):
+        text = path.read_text().strip() if path.is_file() else ""
+        if text.isdigit():  # "max" (v2) or a huge number (v1) where nothing caps it
+            limits.append(int(text))
+    return min(limits) < LOW_MEMORY_BYTES

@@ -1,0 +1,45 @@
+"""Settings read from the environment: the low-memory switch and its detection."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from llmlab.settings import LOW_MEMORY_BYTES, low_memory
+
+
+@pytest.fixture
+def cgroup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cgroup folder to fill, on a machine of 16 GiB, with no setting."""
+    monkeypatch.delenv("LLMLAB_LOW_MEMORY", raising=False)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(total=16 * 2**30))
+    return tmp_path
+
+
+def test_a_container_capped_like_binder_is_low_on_memory(cgroup: Path):
+    (cgroup / "memory.max").write_text(f"{2 * 10**9}\n")  # Binder: 2 GB
+    assert low_memory(cgroup)
+
+
+def test_an_uncapped_container_has_the_machines_memory(cgroup: Path):
+    (cgroup / "memory.max").write_text("max\n")  # cgroup v2: no limit
+    (cgroup / "memory").mkdir()
+    (cgroup / "memory" / "memory.limit_in_bytes").write_text(f"{LOW_MEMORY_BYTES * 10}\n")
+    assert not low_memory(cgroup)
+
+
+def test_a_small_machine_is_low_on_memory_without_a_container(cgroup: Path, monkeypatch):
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(total=2 * 2**30))
+    assert low_memory(cgroup)
+
+
+def test_the_setting_wins_and_refuses_what_it_cannot_read(cgroup: Path, monkeypatch):
+    (cgroup / "memory.max").write_text(f"{10**9}\n")
+    monkeypatch.setenv("LLMLAB_LOW_MEMORY", "0")
+    assert not low_memory(cgroup)
+    monkeypatch.setenv("LLMLAB_LOW_MEMORY", "1")
+    assert low_memory(cgroup / "none")  # no cgroup files at all
+    monkeypatch.setenv("LLMLAB_LOW_MEMORY", "yes")
+    with pytest.raises(ValueError, match="LLMLAB_LOW_MEMORY must be 1 or 0, not 'yes'"):
+        low_memory(cgroup)

@@ -48,6 +48,11 @@ class KitError(LLMLabError, RuntimeError):
 def build_kit(folder: Path) -> Path:
     """Fill ``folder`` (made if needed; files already there are kept, so a second run only adds
     what changed) and return it."""
+    stack = setup_stack()
+    if stack != "cpu":
+        raise KitError(f"This environment ({sys.prefix}) was set up with the {stack} stack; a "
+                       "kit holds the CPU stack: make it from one set up by LLMLAB_STACK=cpu "
+                       "bin/setup.")  # fmt: skip
     packages = folder / "packages"
     packages.mkdir(parents=True, exist_ok=True)
     installed = folder / "requirements.txt"
@@ -91,6 +96,12 @@ def build_kit(folder: Path) -> Path:
     return folder
 
 
+def setup_stack() -> str:
+    """The stack bin/setup installed into this environment ("cpu" or "cuda"), from its stamp."""
+    stamp = Path(sys.prefix) / ".llmlab-setup"
+    return stamp.read_text().split()[0] if stamp.is_file() else "unknown"
+
+
 def installed_requirements() -> list[str]:
     """``name==version`` for every package of this environment but the course itself."""
     frozen = subprocess.run(
@@ -112,13 +123,18 @@ def _pip(*args: str | Path, fallback_index: str | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Make the kit; say where it is and how a machine installs from it."""
     parser = argparse.ArgumentParser(
         prog="python -m llmlab.kit",
         description="Put everything bin/setup downloads into one folder, for offline installs.",
     )
     parser.add_argument("folder", nargs="?", type=Path, default=cache_dir() / "kit",
                         help="where (default: kit/ in the course's cache folder)")  # fmt: skip
-    folder = build_kit(parser.parse_args(argv).folder.expanduser().resolve())
+    try:
+        folder = build_kit(parser.parse_args(argv).folder.expanduser().resolve())
+    except KitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
     print(
         f"kit ready: {folder} ({size / 2**30:.1f} GiB). Copy it, with the course's folder, "

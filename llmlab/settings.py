@@ -55,19 +55,29 @@ def sweep_waves() -> int:
     return int(value)
 
 
-def low_memory(cgroup: Path = Path("/sys/fs/cgroup")) -> bool:
+def low_memory(
+    cgroup: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> bool:
     """Whether chapters should start fewer copies of the model: ``$LLMLAB_LOW_MEMORY`` (1 or 0),
     else whether the memory this process may use is under ``LOW_MEMORY_BYTES``.
 
-    That memory is the machine's, or less where a container caps it (Binder, JupyterHub): the
-    cgroup's ``memory.max`` (cgroup v2) or ``memory/memory.limit_in_bytes`` (v1)."""
+    That memory is the machine's, or less where a container or a cgroup caps it (Binder,
+    JupyterHub's spawners): the smallest ``memory.max`` of this process's cgroup and those
+    above it (cgroup v2, found from ``membership``), or v1's ``memory.limit_in_bytes``."""
     value = os.environ.get(LOW_MEMORY_ENV)
     if value:
         if value not in ("0", "1"):
             raise ValueError(f"${LOW_MEMORY_ENV} must be 1 or 0, not {value!r}")
         return value == "1"
+    own = ""
+    if membership.is_file():
+        own = next((line[3:] for line in membership.read_text().splitlines()
+                    if line.startswith("0::")), "")  # fmt: skip
+    parts = Path(own.strip().lstrip("/")).parts
+    files = [cgroup.joinpath(*parts[:depth], "memory.max") for depth in range(len(parts) + 1)]
+    files.append(cgroup / "memory" / "memory.limit_in_bytes")
     limits = [psutil.virtual_memory().total]
-    for path in (cgroup / "memory.max", cgroup / "memory" / "memory.limit_in_bytes"):
+    for path in files:
         text = path.read_text().strip() if path.is_file() else ""
         if text.isdigit():  # "max" (v2) or a huge number (v1) where nothing caps it
             limits.append(int(text))

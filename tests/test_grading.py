@@ -115,8 +115,28 @@ def test_the_check_loses_its_try_and_takes_the_imports_only_it_uses():
     )
 
 
+def test_aliases_nested_checks_and_finally_survive_the_split():
+    code = (
+        "from llmlab.exercises import ExerciseError, check_chat_reply as check\n"
+        "from llmlab.servers.llamacpp import llama_server\n\n\n"
+        "def reply(client):\n    try:\n        return 1\n    except KeyError:\n"
+        "        return 2\n\n\n"
+        "server = llama_server().start()\n"
+        "try:\n    try:\n        check(reply, server)\n    except ExerciseError as error:\n"
+        "        print(error)\nfinally:\n    server.stop()\n"
+    )
+    answer, check = split_answer_and_check(code)
+    assert "except KeyError" in answer  # the student's own try stays
+    assert "from llmlab.servers.llamacpp import llama_server" in answer  # used above the check
+    assert check.startswith("from llmlab.exercises import check_chat_reply as check\n")
+    # the outer try has no ExerciseError handler: kept, with its finally; the inner one is gone
+    assert "check(reply, server)" in check and "except ExerciseError" not in check
+    assert "finally:\n    server.stop()" in check
+
+
 def test_a_check_that_needs_the_chapter_above_it_is_refused():
-    code = "def f():\n    pass\n\n\ntry:\n    check(f, llm.tokenizer)\nexcept E:\n    pass\n"
+    code = ("def f():\n    pass\n\n\ntry:\n    check(f, llm.tokenizer)\n"
+            "except ExerciseError:\n    pass\n")  # fmt: skip
     with pytest.raises(ValueError, match="uses check, llm from the chapter above it"):
         split_answer_and_check(code)
 
@@ -142,3 +162,12 @@ def test_grading_before_assigning_or_with_badly_named_files_says_what_to_do(tmp_
     (tmp_path / "Ada Lovelace (final).ipynb").write_text("{}")
     with pytest.raises(GradingError, match="name each file after its student"):
         classroom.collect(tmp_path)
+
+
+def test_assigning_a_chapter_that_does_not_exist_is_one_line_not_a_traceback(tmp_path, capsys):
+    from llmlab.grading.__main__ import main
+
+    assert main(["--course", str(tmp_path), "assign", "--chapters", "9"]) == 1
+    assert capsys.readouterr().err == "error: no chapter 09: the chapters are 01, 02, 03, 04, " \
+        "05, 06, 07, 08\n"  # fmt: skip
+    assert not (tmp_path / "source").exists()

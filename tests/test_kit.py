@@ -1,5 +1,6 @@
 """The offline classroom kit: made here, then a fresh environment set up from it by bin/setup with
-pip's index off and every network address refused, and the course run from that environment."""
+pip's index off, every proxy pointed at a closed port and the model hub offline, and the course
+run from that environment."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def test_a_machine_set_up_from_the_kit_alone_runs_the_course(offline_setup: dict
         " max_new_tokens=4).text)\n"
         "with llama_server() as server:\n"
         "    import httpx\n"
-        "    body = {'messages': [{'role': 'user', 'content': 'Hi'}], 'max_tokens': 4}\n"
+        "    body = {'messages': [{'role': 'user', 'content': 'Hi'}], 'max_tokens': 4,"
+        " 'ignore_eos': True}\n"
         "    answer = httpx.post(server.url('/v1/chat/completions'), json=body, timeout=60)\n"
         "    print('llama-server:', answer.json()['usage']['completion_tokens'])\n"
     )

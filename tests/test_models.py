@@ -114,9 +114,14 @@ def test_an_unreachable_hub_model_says_what_to_do_instead():
 
 def test_a_hub_model_too_big_is_refused_before_any_download(monkeypatch):
     """Sized from the config the course ships (offline): 72.7B parameters x 2 bytes."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import llmlab.sizing.model_size as model_size
+
+    def unreachable(repo_id: str) -> int:
+        raise model_size.CannotSizeModelError(f"Cannot size {repo_id} offline")
+
+    monkeypatch.setattr(model_size, "count_parameters_on_hub", unreachable)  # no hub, ever
     with pytest.raises(ModelTooLargeError, match=r"Qwen2.5-72B-Instruct needs about 135\.\d GiB"):
         check_fits_in_memory("Qwen/Qwen2.5-72B-Instruct", 2, 16 * 2**30)
     check_fits_in_memory("Qwen/Qwen2.5-7B-Instruct", 2, 16 * 2**30)  # 14.2 GiB: fits
-    check_fits_in_memory("nobody-here/no-such-model", 2, 1)  # cannot be sized offline: left to
-    # the download, which says what to do (test_an_unreachable_hub_model_says_what_to_do_instead)
+    check_fits_in_memory("nobody-here/no-such-model", 2, 1)  # cannot be sized: left to the
+    # download, which says what to do (test_an_unreachable_hub_model_says_what_to_do_instead)

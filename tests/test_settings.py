@@ -19,7 +19,20 @@ def cgroup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_container_capped_like_binder_is_low_on_memory(cgroup: Path):
     (cgroup / "memory.max").write_text(f"{2 * 10**9}\n")  # Binder: 2 GB
-    assert low_memory(cgroup)
+    assert low_memory(cgroup, cgroup / "no-membership-file")
+
+
+def test_a_cap_on_a_cgroup_above_this_process_counts(cgroup: Path):
+    """JupyterHub's SystemdSpawner caps the user's slice; the kernel runs in a cgroup below."""
+    (cgroup / "memory.max").write_text("max\n")
+    kernel = cgroup / "user.slice" / "jupyter-ada.service" / "kernel"
+    kernel.mkdir(parents=True)
+    (kernel / "memory.max").write_text("max\n")
+    (kernel.parent / "memory.max").write_text(f"{2 * 2**30}\n")
+    (cgroup / "self").write_text("0::/user.slice/jupyter-ada.service/kernel\n")
+    assert low_memory(cgroup, cgroup / "self")
+    (kernel.parent / "memory.max").write_text("max\n")
+    assert not low_memory(cgroup, cgroup / "self")
 
 
 def test_an_uncapped_container_has_the_machines_memory(cgroup: Path):

@@ -82,8 +82,8 @@ async def sweep(
     min_requests: int = 8,
     timeout_s: float = 600,
 ) -> list[LoadLevel]:
-    """Run ``max(min_requests, 2 x concurrency)`` chats at each level (``default_workload``),
-    after one warm-up."""
+    """Run ``max(min_requests, 2 x concurrency)`` chats at each level (``default_workload``:
+    ``$LLMLAB_SWEEP_WAVES`` times the concurrency, 2 unless set), after one warm-up."""
     target = send(base_url, api_key=api_key, timeout_s=timeout_s)
     results = await bench.sweep(target, levels, min_requests=min_requests)
     return [LoadLevel.from_result(result, streamed=target.streams) for result in results]

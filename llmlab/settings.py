@@ -16,6 +16,7 @@ MODEL_ENV = "LLMLAB_MODEL"
 CACHE_ENV = "LLMLAB_CACHE"
 WAVES_ENV = "LLMLAB_SWEEP_WAVES"
 LOW_MEMORY_ENV = "LLMLAB_LOW_MEMORY"
+GPU_SHARE_ENV = "LLMLAB_GPU_SHARE"
 #: Below this much memory (the machine's, or its container's limit) a chapter starts fewer model
 #: copies: Binder gives a session 2 GB.
 LOW_MEMORY_BYTES = 3 * 2**30
@@ -53,6 +54,22 @@ def sweep_waves() -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"${WAVES_ENV} must be a whole number of 1 or more, not {value!r}")
     return int(value)
+
+
+def gpu_share_setting() -> float | None:
+    """``$LLMLAB_GPU_SHARE``: the share of a GPU's memory vLLM may take (its
+    ``--gpu-memory-utilization``), for a GPU shared with other work; None when unset."""
+    value = os.environ.get(GPU_SHARE_ENV)
+    if not value:
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = 0.0
+    if not 0 < share <= 1:
+        raise ValueError(f"${GPU_SHARE_ENV} must be a share of the GPU's memory, such as 0.5; "
+                         f"not {value!r}")  # fmt: skip
+    return share
 
 
 def low_memory(

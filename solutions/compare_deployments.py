@@ -56,7 +56,7 @@ from llmlab.bench.compare import (
 )
 from llmlab.bench.compare import write_report as write_files
 from llmlab.errors import MissingPackageError
-from llmlab.models import default_gguf
+from llmlab.llamacpp.gguf import course_gguf
 from llmlab.ollama import find_ollama, ollama_server
 from llmlab.servers.llamacpp import llama_server
 from llmlab.servers.service import service_server
@@ -74,7 +74,8 @@ class Options:
     max_tokens: int = 64
     #: The Transformers model (transformers, service, vLLM): None is $LLMLAB_MODEL or SmolLM2.
     model: str | None = None
-    #: The GGUF file (llama-server, Ollama): None is the course's SmolLM2 Q4_1 file.
+    #: The GGUF file (llama-server, Ollama): None is the same model's (``course_gguf``): the
+    #: shipped SmolLM2 Q4_1 file, or ``model`` converted and quantized to Q4_K_M once.
     gguf: str | None = None
     #: Requests Ollama serves at once per model (Ollama's own default is 1).
     ollama_parallel: int = 1
@@ -89,6 +90,10 @@ class Options:
     def top(self) -> int:
         return max(self.levels)
 
+    @property
+    def gguf_file(self) -> Path:
+        return Path(self.gguf) if self.gguf else course_gguf(self.model)
+
 
 @contextmanager
 def _transformers(options: Options) -> Iterator[Running]:
@@ -96,7 +101,10 @@ def _transformers(options: Options) -> Iterator[Running]:
 
     llm = LocalLLM(options.model)
     target = InProcess(llm, max_tokens=options.max_tokens, name="Transformers (in process)")
-    yield Running(target, f"{llm.model_path}, {llm.dtype}, one request at a time")
+    try:
+        yield Running(target, f"{llm.model_path}, {llm.dtype}, one request at a time")
+    finally:
+        llm.close()  # on a GPU, its memory back to the driver before vLLM starts
 
 
 @contextmanager
@@ -132,7 +140,7 @@ def _vllm(options: Options) -> Iterator[Running]:
 @contextmanager
 def _llama_server(options: Options) -> Iterator[Running]:
     threads = options.llama_threads
-    with llama_server(options.gguf, parallel=options.top, threads=threads) as server:
+    with llama_server(options.gguf_file, parallel=options.top, threads=threads) as server:
         target = OpenAIChat(
             server.url("/v1"), server.model, max_tokens=options.max_tokens, name="llama-server"
         )
@@ -144,7 +152,7 @@ def _llama_server(options: Options) -> Iterator[Running]:
 def _ollama(options: Options) -> Iterator[Running]:
     import ollama
 
-    gguf = Path(options.gguf) if options.gguf else default_gguf()
+    gguf = options.gguf_file
     with ExitStack() as stack:
         url = find_ollama()
         if url:
@@ -211,7 +219,7 @@ async def compare(
     options = Options(levels, max_tokens, **settings)  # type: ignore[arg-type]
     chosen = backends if backends is not None else choose(only, skip)
     runs = await run_backends(chosen, options, levels, progress=progress)
-    gguf = Path(options.gguf or default_gguf())
+    gguf = options.gguf_file
     workload = (
         f"Model: {model_setting(options.model)} (llama-server and Ollama: {gguf.name}). "
         f"Workload: the course's sample chats, greedy, {max_tokens} output tokens a request, "

@@ -1,8 +1,10 @@
 """GGUF metadata, conversion with llama.cpp's converter, and quantization with llama-quantize."""
 
+import huggingface_hub
 import pytest
 
-from llmlab.llamacpp.gguf import convert_to_gguf, quantize, read_gguf
+from llmlab.errors import ModelNotFoundError
+from llmlab.llamacpp.gguf import convert_to_gguf, course_gguf, quantize, read_gguf
 from llmlab.models import default_gguf, resolve_model
 
 
@@ -40,3 +42,20 @@ def test_quantization_shrinks_the_file(f16, quant_type, low, high):
 def test_an_unknown_quantization_is_refused(f16):
     with pytest.raises(ValueError, match="Unknown quantization 'Q1'"):
         quantize(f16, "Q1")
+
+
+def test_llama_server_serves_the_gguf_of_the_model_setting(monkeypatch, tmp_path):
+    assert course_gguf() == default_gguf()  # the default: the shipped file, nothing converted
+    monkeypatch.setenv("LLMLAB_MODEL", resolve_model())  # any Transformers folder
+    quantized = course_gguf()
+    assert quantized.name.endswith("-Q4_K_M.gguf")
+    assert read_gguf(quantized).parameters == 134_515_008  # the same model, quantized here
+    monkeypatch.setenv("LLMLAB_MODEL", str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelNotFoundError, match="No GGUF file at"):
+        course_gguf()
+
+
+def test_a_hub_id_that_cannot_be_fetched_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotFoundError, match="Cannot fetch Qwen/No-Such-Model-0.1B"):
+        convert_to_gguf("Qwen/No-Such-Model-0.1B", "f16")

@@ -129,3 +129,21 @@ def test_vllm_on_a_gpu_another_kernel_fills_says_what_to_free():
 
     with pytest.raises(ModelTooLargeError, match="Only 1.0 GiB of the GPU's 16.0 GiB are free"):
         gpu_memory_utilization(Hardware("cuda", "T4", 16, 1, 2, compute_capability=(7, 5)))
+
+
+def test_the_share_of_the_gpu_vllm_takes_is_a_setting(monkeypatch):
+    import llmlab.servers.vllm as vllm
+
+    monkeypatch.setattr(vllm, "detect_hardware", lambda: gpu(80, (9, 0)))
+
+    def share(**arguments) -> str:
+        command = vllm.vllm_server(**arguments)._template
+        return command[command.index("--gpu-memory-utilization") + 1]
+
+    assert share() == "0.85"
+    monkeypatch.setenv("LLMLAB_GPU_SHARE", "0.4")  # a GPU shared with other work
+    assert share() == "0.40"
+    assert share(gpu_share=0.6) == "0.60"  # the argument wins
+    monkeypatch.setenv("LLMLAB_GPU_SHARE", "40%")
+    with pytest.raises(ValueError, match="LLMLAB_GPU_SHARE must be a share"):
+        share()

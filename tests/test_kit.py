@@ -63,8 +63,9 @@ def test_the_kit_holds_every_package_the_tools_and_their_cpu(kit: Path):
 def test_a_machine_set_up_from_the_kit_alone_runs_the_course(offline_setup: dict[str, str]):
     env, venv = offline_setup, Path(offline_setup["LLMLAB_VENV"])
     # the same tools as here (a machine like this one takes them, it does not build them)
-    tools = Path(env["LLMLAB_CACHE"]) / "llama.cpp" / build_dir().name / "bin" / "llama-server"
-    assert tools.read_bytes() == (build_dir() / "bin" / "llama-server").read_bytes()
+    here = build_dir(cuda=False)
+    tools = Path(env["LLMLAB_CACHE"]) / "llama.cpp" / here.name / "bin" / "llama-server"
+    assert tools.read_bytes() == (here / "bin" / "llama-server").read_bytes()
     script = (
         "import vllm, transformers\n"
         "from llmlab import LocalLLM\n"

@@ -8,6 +8,12 @@ tools beside it. Otherwise they are built from the llama.cpp sources that the
 ``llama-cpp-python`` source distribution vendors (a pinned release on PyPI, so the build needs
 no other download): about 7 minutes on two cores, once; later calls return at once.
 
+Where the machine has an NVIDIA GPU (``nvidia-smi``) and the CUDA compiler (``nvcc``), the build
+includes llama.cpp's CUDA kernels for that GPU (``GGML_CUDA``), in a folder of its own beside the
+CPU build; ``$LLMLAB_LLAMACPP_CUDA=0`` keeps the CPU build. Such a ``llama-server`` puts as many
+layers on the GPU as its free memory holds (``--gpu-layers auto``, its default; see
+``llmlab.llamacpp.offload`` for the arithmetic).
+
 Run ``python -m llmlab.llamacpp.build`` to build ahead of a class.
 """
 
@@ -36,6 +42,10 @@ from llmlab.settings import cache_dir
 SOURCE_PACKAGE = "llama-cpp-python==0.3.36"
 #: The offline kit (``llmlab.kit``): its folder, and inside it the tools and the CPU they suit.
 KIT_ENV, KIT_TOOLS, KIT_CPU = "LLMLAB_KIT", "llama.cpp", "cpu.json"
+#: "0" keeps llama.cpp's CPU build on a machine that could build the CUDA one.
+CUDA_ENV = "LLMLAB_LLAMACPP_CUDA"
+#: A build's two folders: the binaries, and the converter with the packages it imports.
+TOOL_PARTS = ("bin", "source")
 BINARIES = ("llama-server", "llama-quantize", "llama-perplexity")
 CONVERTER = "convert_hf_to_gguf.py"
 CONVERTER_FILES = (CONVERTER, "conversion", "gguf-py")
@@ -76,14 +86,44 @@ def find_tools() -> LlamaCppTools:
     return build_tools()
 
 
-def build_dir() -> Path:
+def cuda_compiler() -> Path | None:
+    """``nvcc`` where this machine has an NVIDIA GPU to build llama.cpp's CUDA kernels for:
+    from ``$CUDACXX``, ``$CUDA_HOME/bin`` or PATH. None without a GPU or a compiler, or with
+    ``$LLMLAB_LLAMACPP_CUDA=0``."""
+    if os.environ.get(CUDA_ENV) == "0" or shutil.which("nvidia-smi") is None:
+        return None
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+    for candidate in (os.environ.get("CUDACXX"), shutil.which("nvcc"), f"{home}/bin/nvcc"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def build_dir(cuda: bool | None = None) -> Path:
+    """Where the tools are built: one folder per llama.cpp release, and per GPU support
+    (``cuda`` None: with CUDA where ``cuda_compiler()`` finds one)."""
     version = SOURCE_PACKAGE.split("==")[1]
-    return cache_dir() / "llama.cpp" / f"llama-cpp-python-{version}"
+    if cuda is None:
+        cuda = cuda_compiler() is not None
+    return cache_dir() / "llama.cpp" / f"llama-cpp-python-{version}{'-cuda' if cuda else ''}"
 
 
-def build_tools() -> LlamaCppTools:
-    """Build llama.cpp's tools once; a file lock keeps builds from racing."""
-    target = build_dir()
+def copy_tools(source: Path, target: Path) -> None:
+    """Copy a build's tools (``TOOL_PARTS``) from one folder into another."""
+    for part in TOOL_PARTS:
+        shutil.copytree(source / part, target / part, dirs_exist_ok=True)
+
+
+def build_tools(cuda: bool | None = None) -> LlamaCppTools:
+    """Build llama.cpp's tools once, with CUDA where ``cuda_compiler()`` finds it (``cuda``
+    None) or as ``cuda`` says; a file lock keeps builds from racing."""
+    nvcc = cuda_compiler() if cuda is not False else None
+    if cuda and nvcc is None:
+        raise ToolchainError(
+            "A CUDA build of llama.cpp needs an NVIDIA GPU (nvidia-smi) and the CUDA compiler "
+            f"(nvcc on PATH, in $CUDA_HOME/bin or named by $CUDACXX), and ${CUDA_ENV} unset."
+        )
+    target = build_dir(cuda=nvcc is not None)
     tools = LlamaCppTools(
         server=target / "bin" / "llama-server",
         quantize=target / "bin" / "llama-quantize",
@@ -94,9 +134,9 @@ def build_tools() -> LlamaCppTools:
         return tools
     target.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{target}.lock", timeout=60 * 60):
-        if not _complete(target) and not _copy_from_kit(target):
+        if not _complete(target) and (nvcc or not _copy_from_kit(target)):
             _check_toolchain()
-            _build(target)
+            _build(target, nvcc)
     return tools
 
 
@@ -113,8 +153,7 @@ def _copy_from_kit(target: Path) -> bool:
               f"{', with ' + ' '.join(lacking[:6]) if lacking else ''}): building it here "
               "from the kit's sources.")  # fmt: skip
         return False
-    for part in ("bin", "source"):
-        shutil.copytree(kit / part, target / part, dirs_exist_ok=True)
+    copy_tools(kit, target)
     return _complete(target)
 
 
@@ -124,7 +163,20 @@ def _complete(target: Path) -> bool:
     return all(path.exists() for path in wanted)
 
 
-def _build(target: Path) -> None:
+def cmake_configure(source: Path, build: Path, nvcc: Path | None = None) -> list[str]:
+    """The CMake command that configures the build: the server and tools, statically linked,
+    and with ``nvcc`` the CUDA kernels for the GPUs of this machine only (``native``: compiling
+    them for every GPU generation would take hours on a laptop)."""
+    command = ["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+               "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_CURL=OFF", "-DBUILD_SHARED_LIBS=OFF",
+               "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"]  # fmt: skip
+    if nvcc:
+        command += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_COMPILER={nvcc}",
+                    "-DCMAKE_CUDA_ARCHITECTURES=native"]  # fmt: skip
+    return command
+
+
+def _build(target: Path, nvcc: Path | None = None) -> None:
     log_path = target / "build.log"
     with tempfile.TemporaryDirectory(dir=target.parent) as temporary, log_path.open("a") as log:
         scratch = Path(temporary)
@@ -135,11 +187,10 @@ def _build(target: Path) -> None:
             tar.extractall(scratch, filter="data")
         source = next(scratch.glob("llama_cpp_python-*/vendor/llama.cpp"))
         if not all((target / "bin" / name).is_file() for name in BINARIES):
-            print(f"Building llama.cpp once (about 7 min on 2 cores); log: {log_path}")
+            took = "with CUDA, tens of minutes" if nvcc else "about 7 min on 2 cores"
+            print(f"Building llama.cpp once ({took}); log: {log_path}")
             build = scratch / "build"
-            _run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-                  "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_CURL=OFF", "-DBUILD_SHARED_LIBS=OFF",
-                  "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"], log)  # fmt: skip
+            _run(cmake_configure(source, build, nvcc), log)
             _compile_with_progress(build, log)
             (target / "bin").mkdir(exist_ok=True)
             for name in BINARIES:

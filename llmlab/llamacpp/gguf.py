@@ -21,7 +21,8 @@ from gguf import GGUFReader, GGUFValueType, ReaderField
 
 from llmlab.errors import LLMLabError, ModelNotFoundError
 from llmlab.llamacpp.build import find_tools
-from llmlab.settings import cache_dir
+from llmlab.models import default_gguf, local_folder, resolve_model
+from llmlab.settings import DEFAULT_MODEL, cache_dir, model_setting
 
 #: Types ``llama-quantize`` makes that the chapter compares (see ``llama-quantize --help``).
 QUANT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
@@ -64,10 +65,12 @@ def read_gguf(path: str | Path) -> GGUFSummary:
     )
 
 
-def convert_to_gguf(model_dir: str | Path, outtype: str = "f16") -> Path:
-    """Convert a Transformers folder to GGUF with llama.cpp's converter (cached by name)."""
-    model_dir = Path(model_dir)
-    out = cache_dir() / "gguf" / f"{model_dir.name}-{outtype.upper()}.gguf"
+def convert_to_gguf(model: str | Path, outtype: str = "f16") -> Path:
+    """Convert a Transformers model (a folder, or a hub id: its files are fetched first) to
+    GGUF with llama.cpp's converter (cached by name)."""
+    model_dir = local_folder(model)
+    name = model_dir.name if Path(model).expanduser().is_dir() else str(model).split("/")[-1]
+    out = cache_dir() / "gguf" / f"{name}-{outtype.upper()}.gguf"
     if out.is_file():
         return out
     converter = find_tools().converter
@@ -82,6 +85,20 @@ def convert_to_gguf(model_dir: str | Path, outtype: str = "f16") -> Path:
           "--outfile", str(partial)], "convert_hf_to_gguf.py")  # fmt: skip
     partial.rename(out)
     return out
+
+
+def course_gguf(model: str | Path | None = None) -> Path:
+    """The GGUF file that llama-server and Ollama serve for the model setting (the argument, else
+    ``$LLMLAB_MODEL``): the shipped Q4_1 file for the default model, a ``.gguf`` setting as it
+    is, and any other model converted to 16-bit and quantized to Q4_K_M here, once."""
+    setting = model_setting(model)
+    if setting == DEFAULT_MODEL:
+        return default_gguf()
+    if setting.endswith(".gguf"):
+        if not Path(setting).expanduser().is_file():
+            raise ModelNotFoundError(f"No GGUF file at {setting}.")
+        return Path(setting).expanduser()
+    return quantize(convert_to_gguf(resolve_model(setting), "f16"), "Q4_K_M")
 
 
 def quantize(source: str | Path, quant_type: str) -> Path:

@@ -13,6 +13,7 @@ What changed from the source chapter, and why:
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -254,6 +255,15 @@ class LocalLLM:
             new_tokens = outputs[0][0][prompt_tokens:]
             final = self.result_from_tokens(prompt_tokens, new_tokens, kwargs["max_new_tokens"])
             yield StreamChunk("", usage=final.usage, finish_reason=final.finish_reason)
+
+    def close(self) -> None:
+        """Let go of the weights now, not whenever the object is collected. On a GPU the memory
+        goes back to the driver: PyTorch's caching allocator would keep it for this process,
+        and a server started next (vLLM checks what is free) could not have it."""
+        del self.model
+        gc.collect()
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
 
     @property
     def stop_token_ids(self) -> set[int]:

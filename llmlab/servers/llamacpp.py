@@ -17,7 +17,7 @@ from pathlib import Path
 from llmlab.errors import ModelNotFoundError
 from llmlab.llamacpp.build import find_tools
 from llmlab.llamacpp.cpu import llama_server_cpu_args
-from llmlab.models import default_gguf
+from llmlab.llamacpp.gguf import course_gguf
 from llmlab.servers import LOCALHOST, Server
 
 
@@ -31,11 +31,18 @@ def llama_server(
     parallel: int = 4,
     ctx_per_slot: int = 2048,
     threads: int | None = None,
+    gpu_layers: int | str | None = None,
     extra_args: Sequence[str] = (),
     startup_timeout_s: float = 120,
 ) -> Server:
-    """A ``Server`` for llama-server on ``gguf`` (default: the course's SmolLM2 Q4_1 file)."""
-    path = Path(gguf).expanduser() if gguf else default_gguf()
+    """A ``Server`` for llama-server on ``gguf`` (default: the model setting's GGUF file,
+    ``course_gguf()``: SmolLM2's shipped Q4_1 file unless ``$LLMLAB_MODEL`` names another).
+
+    ``gpu_layers`` is ``--gpu-layers`` (``-ngl``): how many transformer blocks go to the GPU on
+    a CUDA or Metal build. None leaves llama-server's default, ``auto``: as many as its free
+    memory holds (``llmlab.llamacpp.offload`` does the same arithmetic); on a CPU build there is
+    no GPU to put them on."""
+    path = Path(gguf).expanduser() if gguf else course_gguf()
     if not path.is_file():
         raise ModelNotFoundError(
             f"No GGUF file at {path}. Pass the path of a .gguf file (chapter 04 makes some)."
@@ -57,6 +64,8 @@ def llama_server(
     ]  # fmt: skip
     if threads:
         command += ["--threads", str(threads)]
+    if gpu_layers is not None:
+        command += ["--gpu-layers", str(gpu_layers)]
     command += list(extra_args)
     return Server(
         command,

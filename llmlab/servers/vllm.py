@@ -19,7 +19,7 @@ from llmlab import settings
 from llmlab.errors import ModelTooLargeError
 from llmlab.models import resolve_model
 from llmlab.servers import LOCALHOST, Server
-from llmlab.settings import DEFAULT_MODEL
+from llmlab.settings import DEFAULT_MODEL, gpu_share_setting
 from llmlab.sizing.hardware import Hardware, detect_hardware
 
 
@@ -34,6 +34,7 @@ def vllm_server(
     max_num_seqs: int = 64,
     enforce_eager: bool = False,
     kv_cache_gib: int = 1,
+    gpu_share: float | None = None,
     extra_args: Sequence[str] = (),
     startup_timeout_s: float = 600,
 ) -> Server:
@@ -42,7 +43,10 @@ def vllm_server(
     * On a CPU: ``--dtype bfloat16`` (vLLM's CPU backend has no float16 kernels) and the KV
       cache size in GiB through ``VLLM_CPU_KVCACHE_SPACE`` (vLLM takes 4 GiB when unset).
     * On a GPU: the GPU's 16-bit type (``Hardware.half_dtype``: float16 below compute
-      capability 8.0, where vLLM refuses bfloat16) and ``gpu_memory_utilization`` instead.
+      capability 8.0, where vLLM refuses bfloat16) and ``--gpu-memory-utilization``: the share
+      of the GPU's memory vLLM takes for weights and KV cache. ``gpu_share``, else
+      ``$LLMLAB_GPU_SHARE``, else ``gpu_memory_utilization()``: 0.85 or what is free, measured
+      when this is called (start vLLM before loading anything else on the GPU).
     * ``enforce_eager`` skips torch.compile and CUDA graphs: startup in ~35 s instead of ~120 s
       on two cores, at some cost in speed. Tests and quick experiments want it.
     * ``max_num_seqs`` caps how many requests run in one batch step; more wait in a queue.
@@ -61,7 +65,7 @@ def vllm_server(
     ]  # fmt: skip
     env = {}
     if hardware.device == "cuda":
-        share = gpu_memory_utilization(hardware)
+        share = gpu_share or gpu_share_setting() or gpu_memory_utilization(hardware)
         command += ["--dtype", hardware.half_dtype, "--gpu-memory-utilization", f"{share:.2f}"]
     else:
         command += ["--dtype", "bfloat16"]

@@ -25,6 +25,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from llmlab.local.batching import generate_batch
 from llmlab.local.generation import LocalLLM, pick_dtype
+from llmlab.local.profiling import peak_memory
 from llmlab.local.sampling import SamplingParams
 from llmlab.models import resolve_model
 from llmlab.prompts import chat
@@ -136,3 +137,12 @@ def test_closing_the_model_gives_its_memory_back(tiny_model: Path):
         assert torch.cuda.memory_reserved() > before
         gpu.close()
         assert torch.cuda.memory_reserved() <= before
+
+
+def test_memory_is_measured_where_the_model_is(llm: LocalLLM):
+    inputs = {"input_ids": torch.tensor([llm.encode(chat("Hi"))], device=llm.model.device)}
+    with peak_memory(device=llm.device) as memory, torch.inference_mode():
+        llm.model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    assert memory.peak_bytes >= memory.baseline_bytes > 0
+    if llm.device == "cuda":  # PyTorch's own count: the weights at least
+        assert memory.baseline_bytes >= llm.model.get_memory_footprint()

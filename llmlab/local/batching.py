@@ -162,7 +162,7 @@ def measure_batch_sizes(
     runs = []
     for batch_size in tqdm(sorted(batch_sizes), desc="Batch sizes", unit="size"):
         latencies, tokens = [], 0
-        with peak_memory() as memory:
+        with peak_memory(device=llm.device) as memory:  # the GPU's, for a model on one
             started = time.perf_counter()
             for batch in batch_order([0] * len(prompts), batch_size, sort_by_length=False):
                 results = generate_batch(

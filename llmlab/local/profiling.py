@@ -23,12 +23,19 @@ class PeakMemory:
 
 
 @contextmanager
-def peak_memory(interval_s: float = 0.005) -> Iterator[PeakMemory]:
-    """Sample this process's resident set size every ``interval_s`` while the block runs.
+def peak_memory(interval_s: float = 0.005, *, device: str = "cpu") -> Iterator[PeakMemory]:
+    """The memory a block of code takes where its tensors live (``device``).
 
-    Sampling (not ``tracemalloc``) because PyTorch allocates outside Python's allocator.
-    Memory freed by PyTorch may stay with the process, so measure smaller workloads first.
+    On the CPU: this process's resident set size, sampled every ``interval_s`` (sampling, not
+    ``tracemalloc``, because PyTorch allocates outside Python's allocator); memory freed by
+    PyTorch may stay with the process, so measure smaller workloads first. On a CUDA GPU: what
+    PyTorch allocates there (``torch.cuda.max_memory_allocated``), since a model on a GPU adds
+    next to nothing to the host's memory.
     """
+    if device == "cuda":
+        with _peak_gpu_memory() as result:
+            yield result
+        return
     process = psutil.Process()
     result = PeakMemory(baseline_bytes=process.memory_info().rss)
     result.peak_bytes = result.baseline_bytes
@@ -46,6 +53,20 @@ def peak_memory(interval_s: float = 0.005) -> Iterator[PeakMemory]:
         done.set()
         sampler.join()
         result.peak_bytes = max(result.peak_bytes, process.memory_info().rss)
+
+
+@contextmanager
+def _peak_gpu_memory() -> Iterator[PeakMemory]:
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    result = PeakMemory(baseline_bytes=torch.cuda.memory_allocated())
+    try:
+        yield result
+    finally:
+        torch.cuda.synchronize()
+        result.peak_bytes = torch.cuda.max_memory_allocated()
 
 
 @dataclass(frozen=True)

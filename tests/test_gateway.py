@@ -7,14 +7,17 @@ import openai
 import psutil
 import pytest
 
+from llmlab.bench.prometheus import read_histogram
 from llmlab.llamacpp.client import LlamaCppClient
 from llmlab.prompts import chat
 from llmlab.servers import Server
 from llmlab.servers.llamacpp import llama_server
 from llmlab.servers.service import service_server
+from llmlab.service.app import FIRST_TOKEN_STAGES
+
+STAGES = "llmlab_first_token_stage_seconds"
 
 pytestmark = pytest.mark.server
-
 BACKEND_KEY = "sk-backend"
 GATEWAY_KEY = "sk-gateway"
 CAPITAL = chat("What is the capital of France?")
@@ -80,3 +83,22 @@ def test_a_client_that_leaves_frees_the_backend_slot(gateway: Server, backend: S
         while any(slot["is_processing"] for slot in client.slots()):
             assert time.monotonic() < deadline, "the backend still generates for nobody"
             time.sleep(0.1)
+
+
+def test_metrics_split_the_time_to_first_token_into_the_gateways_stages(gateway: Server):
+    """Each stage is a span between two moments inside the gateway, all within the span from
+    the client sending to the client reading the first text: together, at most that."""
+    before = read_histogram(gateway.base_url, STAGES, "stage", api_key=GATEWAY_KEY)
+    client = openai.OpenAI(base_url=gateway.url("/v1"), api_key=GATEWAY_KEY)
+    sent = time.monotonic()
+    stream = client.chat.completions.create(
+        model="any", messages=CAPITAL, max_tokens=8, stream=True, extra_body={"ignore_eos": True}
+    )
+    first_text = next(c for c in stream if c.choices and c.choices[0].delta.content)
+    client_ttft = time.monotonic() - sent
+    assert first_text.choices[0].delta.content
+    stream.close()
+    stages = read_histogram(gateway.base_url, STAGES, "stage", api_key=GATEWAY_KEY) - before
+    assert stages.counts == dict.fromkeys(FIRST_TOKEN_STAGES, 1.0)  # one request, every stage
+    assert 0 < sum(stages.sums.values()) <= client_ttft
+    assert stages.sums["model"] > 0  # the backend's prefill and first step

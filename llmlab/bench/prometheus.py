@@ -65,6 +65,37 @@ def read_info(
 
 
 @dataclass(frozen=True)
+class HistogramTotals:
+    """A labelled histogram's running totals: per label value, the sum of the observations and
+    their count. Read it before and after a run; the difference is that run's."""
+
+    sums: dict[str, float]
+    counts: dict[str, float]
+
+    def __sub__(self, earlier: HistogramTotals) -> HistogramTotals:
+        return HistogramTotals(
+            {key: value - earlier.sums.get(key, 0.0) for key, value in self.sums.items()},
+            {key: value - earlier.counts.get(key, 0.0) for key, value in self.counts.items()},
+        )
+
+    def means(self) -> dict[str, float]:
+        """The mean observation per label value (those observed at least once)."""
+        return {key: self.sums[key] / count for key, count in self.counts.items() if count}
+
+
+def read_histogram(
+    server_url: str, name: str, label: str, *, api_key: str | None = None, timeout_s: float = 10
+) -> HistogramTotals:
+    """Histogram ``name``'s ``_sum`` and ``_count`` at ``{server_url}/metrics``, by ``label``."""
+    url, samples = _samples(server_url, api_key, timeout_s)
+    sums = {s.labels[label]: s.value for s in samples if s.name == f"{name}_sum"}
+    counts = {s.labels[label]: s.value for s in samples if s.name == f"{name}_count"}
+    if not counts:
+        raise ValueError(f"{url} has no histogram {name!r} with a {label!r} label")
+    return HistogramTotals(sums, counts)
+
+
+@dataclass(frozen=True)
 class Agreement:
     """One load level as the client measured it and as the server counted it."""
 

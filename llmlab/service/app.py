@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import Request as HTTPRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from jinja2 import TemplateError
@@ -43,7 +44,15 @@ from prometheus_client import (
 )
 from sse_starlette import EventSourceResponse
 
-from llmlab.http.guard import MAX_BODY_BYTES, BodySizeLimit, validation_errors
+from llmlab.http.guard import (
+    MAX_BODY_BYTES,
+    ASGIApp,
+    BodySizeLimit,
+    Receive,
+    Scope,
+    Send,
+    validation_errors,
+)
 from llmlab.local.generation import LocalLLM
 from llmlab.local.sampling import SamplingParams
 from llmlab.service.engine import (
@@ -103,6 +112,64 @@ class _Metrics:
         self.running = Gauge(
             "llmlab_requests_running", "Requests generating", registry=self.registry
         )
+        self.first_token = Histogram(
+            "llmlab_first_token_stage_seconds",
+            "Where a streamed request's time to first token goes, stage by stage",
+            ["stage"], registry=self.registry, buckets=STAGE_BUCKETS,
+        )  # fmt: skip
+        for stage in FIRST_TOKEN_STAGES:  # each series exists from the start, at 0
+            self.first_token.labels(stage)
+
+    def observe_first_token(self, arrival: _Arrival, request: Request, relayed: float) -> None:
+        """Split the time from a request's arrival to its first token's relay into stages:
+        parse (body, JSON, validation, key), template (chat template, tokens, limits), dispatch
+        (until the gateway's request leaves for the backend), model (the backend's or the
+        engine's time to the first text) and relay (until that text is handed to the server)."""
+        if request.first_token_at is None:
+            return
+        model_from = request.sent_at or request.queued_at
+        stages = {
+            "parse": arrival.handled - arrival.arrived,
+            "template": request.queued_at - arrival.handled,
+            "model": request.first_token_at - model_from,
+            "relay": relayed - request.first_token_at,
+        }
+        if request.sent_at is not None:
+            stages["dispatch"] = request.sent_at - request.queued_at
+        for stage, seconds in stages.items():
+            self.first_token.labels(stage).observe(max(0.0, seconds))
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """When a request reached the server (``ArrivalTime``) and when its handler began."""
+
+    arrived: float
+    handled: float
+
+    @classmethod
+    def of(cls, http: HTTPRequest) -> _Arrival:
+        now = time.monotonic()
+        return cls(getattr(http.state, "arrived", now), now)
+
+
+class ArrivalTime:
+    """ASGI middleware: stamps each request with the moment it arrived, before its body is
+    read and parsed (``request.state.arrived``), for the first-token stages."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["arrived"] = time.monotonic()
+        await self.app(scope, receive, send)
+
+
+#: The stages of a streamed request's time to first token (``_Metrics.observe_first_token``).
+FIRST_TOKEN_STAGES = ("parse", "template", "dispatch", "model", "relay")
+#: Histogram buckets for the first-token stages: a millisecond's fractions up to a few seconds.
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -152,6 +219,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         error_body=lambda path, message: {"detail": message},
     )
+    app.add_middleware(ArrivalTime)  # the outermost: it sees a request first
 
     @app.exception_handler(RequestValidationError)
     def invalid_body(request, error: RequestValidationError) -> JSONResponse:
@@ -255,16 +323,20 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         }
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
-    async def chat_completions(body: OpenAIChatRequest):
+    async def chat_completions(body: OpenAIChatRequest, http: HTTPRequest):
+        arrival = _Arrival.of(http)
         request = submit("chat_completions", encode(body.messages), body)
-        return await _openai_answer("chat_completions", body, request, chat=True)
+        return await _openai_answer("chat_completions", body, request, arrival, chat=True)
 
     @app.post("/v1/completions", dependencies=[Depends(check_key)])
-    async def completions(body: OpenAICompletionRequest):
+    async def completions(body: OpenAICompletionRequest, http: HTTPRequest):
+        arrival = _Arrival.of(http)
         request = submit("completions", encode(body.prompt), body)
-        return await _openai_answer("completions", body, request, chat=False)
+        return await _openai_answer("completions", body, request, arrival, chat=False)
 
-    async def _openai_answer(endpoint: str, body, request: Request, *, chat: bool):
+    async def _openai_answer(
+        endpoint: str, body, request: Request, arrival: _Arrival, *, chat: bool
+    ):
         reply = _OpenAIReply(model_name, chat)
         if not body.stream:
             text, finished = await complete(endpoint, request)
@@ -272,10 +344,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         async def events() -> AsyncIterator[str]:
+            first = True
             try:
                 async for event in request:
                     if isinstance(event, TextDelta):
-                        yield reply.chunk(event.text, None)
+                        chunk = reply.chunk(event.text, None)
+                        if first:  # the first text, handed to the server to write
+                            metrics.observe_first_token(arrival, request, time.monotonic())
+                            first = False
+                        yield chunk
                     else:
                         record(endpoint, request, event)
                         yield reply.chunk("", event.finish_reason)

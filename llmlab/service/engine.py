@@ -66,6 +66,9 @@ class Request:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     queued_at: float = field(default_factory=time.monotonic)
+    #: When the request left for a backend (gateway), and when its first text came back.
+    sent_at: float | None = None
+    first_token_at: float | None = None
     on_cancel: Callable[[], object] | None = None
 
     def cancel(self) -> None:
@@ -76,8 +79,19 @@ class Request:
 
     def publish(self, event: TextDelta | Finished) -> None:
         """Called from the worker thread: hand an event to the request's event loop."""
+        self._stamp(event)
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def publish_here(self, event: TextDelta | Finished) -> None:
+        """``publish`` from a task on the request's own event loop (the gateway's relay): the
+        event is queued at once, without waking the loop through its self-pipe."""
+        self._stamp(event)
+        self.events.put_nowait(event)
+
+    def _stamp(self, event: TextDelta | Finished) -> None:
+        if self.first_token_at is None and isinstance(event, TextDelta):
+            self.first_token_at = time.monotonic()
 
     async def __aiter__(self) -> AsyncIterator[TextDelta | Finished]:
         while True:

@@ -13,6 +13,7 @@ stop generating for it.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 from transformers import AutoTokenizer
@@ -86,6 +87,7 @@ class BackendEngine:
         if params.seed is not None:
             body["seed"] = params.seed
         usage, finish_reason = Usage(len(request.prompt_ids), 0), "stop"
+        request.sent_at = time.monotonic()
         try:
             async with self._http.stream(
                 "POST", "/completions", json=body, headers=stream_headers()

@@ -57,10 +57,19 @@ from llmlab.bench.compare import (
 from llmlab.bench.compare import write_report as write_files
 from llmlab.errors import MissingPackageError
 from llmlab.llamacpp.gguf import course_gguf
+from llmlab.models import local_folder, resolve_model
 from llmlab.ollama import find_ollama, ollama_server
 from llmlab.servers.llamacpp import llama_server
 from llmlab.servers.service import service_server
 from llmlab.settings import cache_dir, model_setting, sweep_waves
+from llmlab.sizing.bandwidth import (
+    folder_bytes_per_token,
+    gguf_bytes_per_token,
+    measure_read_bandwidth,
+    model_bytes_per_token,
+)
+from llmlab.sizing.hardware import detect_hardware
+from llmlab.sizing.memory import bytes_per_param
 
 #: The model a real Ollama is given (made from the same GGUF file the other backends read).
 OLLAMA_MODEL = "llmlab-compare"
@@ -102,7 +111,8 @@ def _transformers(options: Options) -> Iterator[Running]:
     llm = LocalLLM(options.model)
     target = InProcess(llm, max_tokens=options.max_tokens, name="Transformers (in process)")
     try:
-        yield Running(target, f"{llm.model_path}, {llm.dtype}, one request at a time")
+        setup = f"{llm.model_path}, {llm.dtype}, one request at a time"
+        yield Running(target, setup, model_bytes_per_token(llm.model))
     finally:
         llm.close()  # on a GPU, its memory back to the driver before vLLM starts
 
@@ -116,7 +126,8 @@ def _service(options: Options) -> Iterator[Running]:
         target = OpenAIChat(
             server.url("/v1"), model, max_tokens=options.max_tokens, name="FastAPI service"
         )
-        yield Running(target, f"python -m llmlab.service, dynamic batches of up to {batch}")
+        setup = f"python -m llmlab.service, dynamic batches of up to {batch}"
+        yield Running(target, setup, _folder_bytes(options.model, service_dtype()))
 
 
 @contextmanager
@@ -134,18 +145,20 @@ def _vllm(options: Options) -> Iterator[Running]:
             server.url("/v1"), server.model, max_tokens=options.max_tokens, name="vLLM"
         )
         mode = "--enforce-eager" if eager else "torch.compile"
-        yield Running(target, f"{server.model}, {mode}, --max-num-seqs {options.top}")
+        setup = f"{server.model}, {mode}, --max-num-seqs {options.top}"
+        yield Running(target, setup, _folder_bytes(options.model, vllm_dtype()))
 
 
 @contextmanager
 def _llama_server(options: Options) -> Iterator[Running]:
-    threads = options.llama_threads
-    with llama_server(options.gguf_file, parallel=options.top, threads=threads) as server:
+    threads, gguf = options.llama_threads, options.gguf_file
+    with llama_server(gguf, parallel=options.top, threads=threads) as server:
         target = OpenAIChat(
             server.url("/v1"), server.model, max_tokens=options.max_tokens, name="llama-server"
         )
         cores = f"{threads} thread(s)" if threads else "default threads"
-        yield Running(target, f"{server.model}.gguf, --parallel {options.top} slots, {cores}")
+        setup = f"{server.model}.gguf, --parallel {options.top} slots, {cores}"
+        yield Running(target, setup, gguf_bytes_per_token(gguf))
 
 
 @contextmanager
@@ -173,7 +186,25 @@ def _ollama(options: Options) -> Iterator[Running]:
         client = ollama.Client(host=url, timeout=300)
         client.create(model=OLLAMA_MODEL, files={gguf.name: client.create_blob(gguf)})
         target = OllamaChat(url, OLLAMA_MODEL, max_tokens=options.max_tokens, name=name)
-        yield Running(target, setup + "; no ignore_eos: answers may stop early")
+        setup += "; no ignore_eos: answers may stop early"
+        yield Running(target, setup, gguf_bytes_per_token(gguf))
+
+
+def _folder_bytes(model: str | None, dtype: str) -> float:
+    """The weights a server that loads ``model`` in ``dtype`` reads per token."""
+    return folder_bytes_per_token(local_folder(resolve_model(model)), bytes_per_param(dtype))
+
+
+def service_dtype() -> str:
+    """The dtype the service's ``LocalLLM`` picks on this machine (float32 on a CPU)."""
+    from llmlab.local.generation import pick_dtype
+
+    return str(pick_dtype(detect_hardware())).removeprefix("torch.")
+
+
+def vllm_dtype() -> str:
+    """vLLM's: bfloat16 on a CPU, the card's 16-bit type on a GPU (``vllm_server``)."""
+    return detect_hardware().half_dtype
 
 
 BACKENDS: dict[str, Backend[Options]] = {
@@ -218,19 +249,21 @@ async def compare(
         raise ValueError(f"concurrency levels must be 1 or more, not {levels}")
     options = Options(levels, max_tokens, **settings)  # type: ignore[arg-type]
     chosen = backends if backends is not None else choose(only, skip)
+    bandwidth = measure_read_bandwidth()  # before any server: the whole machine is free
+    print(f"memory read bandwidth: {bandwidth / 1e9:.1f} GB/s")
     runs = await run_backends(chosen, options, levels, progress=progress)
-    gguf = options.gguf_file
     workload = (
-        f"Model: {model_setting(options.model)} (llama-server and Ollama: {gguf.name}). "
+        f"Model: {model_setting(options.model)} (llama-server and Ollama: its GGUF file, named "
+        "with their setup below). "
         f"Workload: the course's sample chats, greedy, {max_tokens} output tokens a request, "
         f"{sweep_waves()} x concurrency requests per level (at least {MIN_REQUESTS}), after one "
         "warm-up request per backend that is not counted. The load generator shares the machine "
         "with the server."
     )
-    settings_used = {"model": model_setting(options.model), "gguf": str(gguf),
+    settings_used = {"model": model_setting(options.model), "gguf": options.gguf,
                      "ollama_parallel": options.ollama_parallel}  # fmt: skip
     return Comparison(levels, max_tokens, runs, machine_summary(), workload,
-                      settings_used)  # fmt: skip
+                      settings_used, bandwidth)  # fmt: skip
 
 
 def write_report(comparison: Comparison, out: str | Path | None = None) -> dict[str, Path]:

@@ -212,3 +212,11 @@ def test_run_at_a_request_rate_spaces_the_requests():
     expected = poisson_arrivals(5, 20.0, seed=3)
     assert sent == pytest.approx(expected, abs=0.03)
     assert result.request_rate == 20.0 and result.concurrency is None
+
+
+def test_a_sweep_of_a_warm_server_sends_only_the_levels_requests(monkeypatch):
+    monkeypatch.setenv("LLMLAB_SWEEP_WAVES", "2")
+    warmed, cold = Sleeper(), Sleeper()
+    asyncio.run(sweep(warmed, [1, 2], min_requests=2, progress=False))
+    asyncio.run(sweep(cold, [1, 2], min_requests=2, warmup=False, progress=False))
+    assert (warmed.calls, cold.calls) == (1 + 2 + 4, 2 + 4)

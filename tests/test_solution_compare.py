@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from llmlab.errors import PortInUseError
+from llmlab.models import default_gguf
 from llmlab.servers import Server
+from llmlab.sizing.bandwidth import gguf_bytes_per_token
 from solutions import compare_deployments
 
 # The command runs once, in the first test that needs it, on two backends: the in-process one
@@ -91,6 +94,22 @@ def test_every_backend_ran_every_request_at_the_length_asked(full_run):
             assert result["output_tokens"] == 8 * TOKENS, name
 
 
+def test_one_request_is_set_against_the_memory_bandwidth_ceiling(full_run):
+    _, out = full_run
+    data = json.loads((out / "results.json").read_text())
+    runs = {backend["name"]: backend for backend in data["backends"]}
+    assert runs["llama-server"]["bytes_per_token"] == gguf_bytes_per_token(default_gguf())
+    # 4-bit blocks against the in-process model's 16 or 32 bits a weight
+    assert runs["transformers"]["bytes_per_token"] > 2.5 * runs["llama-server"]["bytes_per_token"]
+    markdown = (out / "results.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| backend"))
+    share = [cell.strip() for cell in header.strip("|").split("|")].index("of ceiling")
+    for row in table_rows(markdown):
+        at_one_request = row[1] == "1"
+        assert bool(re.fullmatch(r"\d+%", row[share])) == at_one_request, row
+    assert f"({data['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, measured)" in markdown
+
+
 @contextmanager
 def _busy_port() -> Iterator[Running]:
     """A server told to use a port that something already listens on."""
@@ -107,9 +126,8 @@ def _busy_port() -> Iterator[Running]:
 def test_a_backend_that_cannot_start_is_reported_and_the_others_still_run(tmp_path: Path):
     busy = Backend("busy-port", "a server on a port in use", lambda options: _busy_port())
     backends = [busy, *choose(only=["vllm", "llama-server"])]
-    comparison = asyncio.run(
-        compare([1], 8, backends=backends, model=str(tmp_path / "no-such-model"), llama_threads=1)
-    )
+    settings = {"model": str(tmp_path / "no-such-model"), "gguf": str(default_gguf())}
+    comparison = asyncio.run(compare([1], 8, backends=backends, llama_threads=1, **settings))
     assert list(comparison.skipped) == ["busy-port", "vllm"]
     assert comparison.skipped["busy-port"].startswith(f"could not start: {PortInUseError.__name__}")
     assert "no-such-model" in comparison.skipped["vllm"]

@@ -25,12 +25,14 @@ from llmlab.bench.records import DEFINITIONS, BenchmarkResult, json_ready
 from llmlab.bench.report import markdown_table, plot_sweep, write_csv
 from llmlab.bench.runner import sweep
 from llmlab.bench.targets import Target
+from llmlab.sizing.bandwidth import ceiling_tokens_per_s
 
 #: Fewer requests than this per level would make a noisy figure (the harness's own minimum).
 MIN_REQUESTS = 8
 #: The table's columns, in order.
 COLUMNS = ["backend", "concurrency", "requests", "failed", "output tokens/s", "tokens/request",
-           "TTFT p50 (ms)", "TTFT p90 (ms)", "TPOT p50 (ms)", "E2E p50 (ms)", "note"]  # fmt: skip
+           "TTFT p50 (ms)", "TTFT p90 (ms)", "TPOT p50 (ms)", "E2E p50 (ms)",
+           "ceiling tok/s", "of ceiling", "note"]  # fmt: skip
 
 #: What a backend is started with (exercise 3's ``Options``).
 Settings = TypeVar("Settings")
@@ -42,6 +44,8 @@ class Running:
 
     target: Target
     setup: str
+    #: The weights one token reads, as this backend holds them (``llmlab.sizing.bandwidth``).
+    bytes_per_token: float | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class BackendRun:
     setup: str = ""
     ready_after_s: float | None = None
     results: list[BenchmarkResult] = field(default_factory=list)
+    bytes_per_token: float | None = None
     #: Why it could not start or run (one line), and the whole message (a server's log tail).
     skipped: str | None = None
     detail: str | None = None
@@ -86,6 +91,15 @@ class Comparison:
     machine: str
     workload: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The machine's memory read bandwidth (bytes/s), measured before the backends ran.
+    bandwidth: float | None = None
+
+    def ceiling(self, run: BackendRun) -> float | None:
+        """The most tokens/s one request can get from ``run``'s backend on this machine:
+        bandwidth over the bytes of weights it reads per token."""
+        if self.bandwidth is None or run.bytes_per_token is None:
+            return None
+        return ceiling_tokens_per_s(run.bytes_per_token, self.bandwidth)
 
     @property
     def results(self) -> list[BenchmarkResult]:
@@ -110,21 +124,24 @@ class Comparison:
                     note = "not measured: serves one request at a time"
                     rows.append({"backend": run.label, "concurrency": level, "note": note})
                 else:
-                    rows.append(self._row(run.label, result))
+                    rows.append(self._row(run, result))
         return rows
 
-    def _row(self, label: str, result: BenchmarkResult) -> dict[str, object]:
+    def _row(self, run: BackendRun, result: BenchmarkResult) -> dict[str, object]:
         figures = result.row()
         per_request = result.output_tokens / result.completed if result.completed else None
         short = per_request is not None and per_request < self.max_tokens
+        ceiling = self.ceiling(run) if result.concurrency == 1 else None
         return {
-            "backend": label,
+            "backend": run.label,
             "concurrency": result.concurrency,
             "requests": result.completed + result.failed,
             "failed": result.failed,
             "output tokens/s": result.output_throughput,
             "tokens/request": per_request,
             **{name: figures[name] for name in COLUMNS[6:10]},
+            "ceiling tok/s": ceiling,
+            "of ceiling": _share(figures["TPOT p50 (ms)"], ceiling),
             "note": "answers stopped early (no ignore_eos)" if short else "",
         }
 
@@ -143,12 +160,21 @@ class Comparison:
         for run in self.runs:
             if not run.skipped:
                 ready = f", ready after {run.ready_after_s:.0f} s" if run.ready_after_s else ""
-                lines.append(f"- **{run.label}** (`{run.backend}`): {run.setup}{ready}")
+                read = (f"; reads {run.bytes_per_token / 2**20:.0f} MiB of weights per token"
+                        if run.bytes_per_token else "")  # fmt: skip
+                lines.append(f"- **{run.label}** (`{run.backend}`): {run.setup}{ready}{read}")
         lines += ["", "## Skipped", ""]
         lines += [f"- `{name}`: {why}" for name, why in self.skipped.items()] or ["- none"]
         lines += ["", "## What the figures mean (vLLM's serving-benchmark definitions)", ""]
         lines += [f"- {name}: {meaning}" for name, meaning in DEFINITIONS.items()]
         lines.append("- tokens/request: output tokens / completed requests (as each server counts)")
+        if self.bandwidth:
+            lines.append(
+                f"- ceiling tok/s: at 1 request in flight, this machine's memory read bandwidth "
+                f"({self.bandwidth / 1e9:.1f} GB/s, measured) over the bytes of weights the "
+                "backend reads per token; of ceiling: one request's decoding speed (1000 / TPOT "
+                "p50 in ms, the first token's prefill left out) as a share of it"
+            )
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, object]:
@@ -159,6 +185,7 @@ class Comparison:
                 "label": run.label,
                 "setup": run.setup,
                 "ready_after_s": run.ready_after_s,
+                "bytes_per_token": run.bytes_per_token,
                 "skipped": run.skipped,
                 "detail": run.detail,
                 "results": [result.to_dict() for result in run.results],
@@ -166,7 +193,7 @@ class Comparison:
             for run in self.runs
         ]
         return {"machine": self.machine, "options": options, "backends": backends,
-                "definitions": DEFINITIONS}  # fmt: skip
+                "bandwidth_bytes_per_s": self.bandwidth, "definitions": DEFINITIONS}  # fmt: skip
 
 
 async def run_backends(
@@ -198,6 +225,7 @@ async def _run_one(
             return _skipped(run, "could not start", error)
         run.ready_after_s = time.perf_counter() - started
         run.label, run.setup = running.target.name, running.setup
+        run.bytes_per_token = running.bytes_per_token
         try:
             run.results = await sweep(
                 running.target,
@@ -208,6 +236,14 @@ async def _run_one(
         except Exception as error:  # noqa: BLE001
             return _skipped(replace(run, results=[]), "failed while running", error)
     return run
+
+
+def _share(tpot_ms: object, ceiling: float | None) -> str | None:
+    """One request's decoding speed (1 / TPOT: each step reads every weight once) as a share of
+    the bandwidth ceiling; None without both figures."""
+    if not ceiling or not isinstance(tpot_ms, int | float) or not tpot_ms > 0:
+        return None
+    return f"{1000 / tpot_ms / ceiling:.0%}"
 
 
 def _skipped(run: BackendRun, what: str, error: BaseException) -> BackendRun:
@@ -253,6 +289,12 @@ def _save_plots(comparison: Comparison, throughput_png: Path, ttft_png: Path) ->
     """The harness's two panels, saved one a file."""
     figure = plot_sweep(comparison.results)
     throughput, ttft = figure.axes
+    colors = {line.get_label(): line.get_color() for line in throughput.get_lines()}
+    for run in comparison.runs:
+        ceiling = comparison.ceiling(run)
+        if ceiling and run.label in colors:  # what one request could get: memory's limit
+            throughput.axhline(ceiling, color=colors[run.label], ls=":", lw=1.2,
+                               label=f"{run.label}: 1-request ceiling")  # fmt: skip
     throughput.set_title(
         f"Output tokens/s ({comparison.max_tokens} tokens a request), higher is better"
     )

@@ -122,9 +122,11 @@ async def sweep(
     *,
     workload: Workload | None = None,
     min_requests: int = 8,
+    warmup: bool = True,
     progress: bool = True,
 ) -> list[BenchmarkResult]:
-    """``run`` at each concurrency in ``levels``, warming up once before the first.
+    """``run`` at each concurrency in ``levels``, warming up once before the first (unless
+    ``warmup`` is False: the server is warm already, and its counters see only the levels).
 
     Each level sends ``workload``, or ``default_workload(level, min_requests)`` without one.
     """
@@ -132,7 +134,8 @@ async def sweep(
     async with target:
         for i, level in enumerate(levels):
             chats = workload if workload is not None else default_workload(level, min_requests)
-            result = await run(target, chats, concurrency=level, warmup=i == 0, progress=progress)
+            first = warmup and i == 0
+            result = await run(target, chats, concurrency=level, warmup=first, progress=progress)
             results.append(result)
     return results
 

@@ -81,11 +81,13 @@ async def sweep(
     levels: Sequence[int] = (1, 4, 16),
     min_requests: int = 8,
     timeout_s: float = 600,
+    warmup: bool = True,
 ) -> list[LoadLevel]:
     """Run ``max(min_requests, 2 x concurrency)`` chats at each level (``default_workload``:
-    ``$LLMLAB_SWEEP_WAVES`` times the concurrency, 2 unless set), after one warm-up."""
+    ``$LLMLAB_SWEEP_WAVES`` times the concurrency, 2 unless set), after one warm-up request
+    unless ``warmup`` is False."""
     target = send(base_url, api_key=api_key, timeout_s=timeout_s)
-    results = await bench.sweep(target, levels, min_requests=min_requests)
+    results = await bench.sweep(target, levels, min_requests=min_requests, warmup=warmup)
     return [LoadLevel.from_result(result, streamed=target.streams) for result in results]
 
 

@@ -98,13 +98,13 @@ class BackendEngine:
                 async for chunk in asse_json(response):
                     for choice in chunk.get("choices") or []:
                         if choice.get("text"):
-                            request.publish(TextDelta(choice["text"]))
+                            request.publish_here(TextDelta(choice["text"]))
                         finish_reason = choice.get("finish_reason") or finish_reason
                     if chunk.get("usage"):
                         counts = chunk["usage"]
                         usage = Usage(counts["prompt_tokens"], counts["completion_tokens"])
-            request.publish(Finished(usage, "length" if finish_reason == "length" else "stop"))
+            request.publish_here(Finished(usage, "length" if finish_reason == "length" else "stop"))
         except (httpx.HTTPError, StreamError) as error:
-            request.publish(Finished(usage, "stop", error=f"the backend failed: {error}"))
+            request.publish_here(Finished(usage, "stop", error=f"the backend failed: {error}"))
         finally:
             self._in_flight -= 1

@@ -148,8 +148,8 @@ def local_folder(model: str | os.PathLike[str]) -> Path:
     except (OSError, httpx.HTTPError) as error:  # the hub's own errors are OSErrors
         raise ModelNotFoundError(
             f"Cannot fetch {model} from the model hub ({type(error).__name__}). Check the id and "
-            "the network, or download it once where there is one (hf download "
-            f"{model}) and point $LLMLAB_MODEL at the folder."
+            "the network; for a machine without one, download it where there is one (hf "
+            f"download {model} --local-dir FOLDER) and point $LLMLAB_MODEL at that folder."
         ) from None
 
 

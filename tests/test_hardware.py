@@ -147,3 +147,5 @@ def test_the_share_of_the_gpu_vllm_takes_is_a_setting(monkeypatch):
     monkeypatch.setenv("LLMLAB_GPU_SHARE", "40%")
     with pytest.raises(ValueError, match="LLMLAB_GPU_SHARE must be a share"):
         share()
+    with pytest.raises(ValueError, match="gpu_share is a share"):
+        share(gpu_share=85)

@@ -38,10 +38,10 @@ def llama_server(
     """A ``Server`` for llama-server on ``gguf`` (default: the model setting's GGUF file,
     ``course_gguf()``: SmolLM2's shipped Q4_1 file unless ``$LLMLAB_MODEL`` names another).
 
-    ``gpu_layers`` is ``--gpu-layers`` (``-ngl``): how many transformer blocks go to the GPU on
-    a CUDA or Metal build. None leaves llama-server's default, ``auto``: as many as its free
-    memory holds (``llmlab.llamacpp.offload`` does the same arithmetic); on a CPU build there is
-    no GPU to put them on."""
+    ``gpu_layers`` is ``--gpu-layers`` (``-ngl``): how many layers go to the GPU on a CUDA or
+    Metal build, counted from the output layer. None leaves llama-server's default, ``auto``: as
+    many as its free memory holds (``llmlab.llamacpp.offload`` does the same arithmetic); on a
+    CPU build there is no GPU to put them on."""
     path = Path(gguf).expanduser() if gguf else course_gguf()
     if not path.is_file():
         raise ModelNotFoundError(

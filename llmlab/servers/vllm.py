@@ -51,6 +51,8 @@ def vllm_server(
       on two cores, at some cost in speed. Tests and quick experiments want it.
     * ``max_num_seqs`` caps how many requests run in one batch step; more wait in a queue.
     """
+    if gpu_share is not None and not 0 < gpu_share <= 1:
+        raise ValueError(f"gpu_share is a share of the GPU's memory, such as 0.5; not {gpu_share}")
     hardware = detect_hardware()
     name = served_model_name or settings.served_model_name(model) or DEFAULT_MODEL
     command = [

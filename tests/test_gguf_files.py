@@ -59,3 +59,12 @@ def test_a_hub_id_that_cannot_be_fetched_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelNotFoundError, match="Cannot fetch Qwen/No-Such-Model-0.1B"):
         convert_to_gguf("Qwen/No-Such-Model-0.1B", "f16")
+
+
+def test_a_hub_model_converted_before_is_not_fetched_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    converted = tmp_path / "gguf" / "No-Such-Model-0.1B-F16.gguf"
+    converted.parent.mkdir()
+    converted.write_bytes(b"GGUF")
+    assert convert_to_gguf("Qwen/No-Such-Model-0.1B", "f16") == converted

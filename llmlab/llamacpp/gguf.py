@@ -68,11 +68,12 @@ def read_gguf(path: str | Path) -> GGUFSummary:
 def convert_to_gguf(model: str | Path, outtype: str = "f16") -> Path:
     """Convert a Transformers model (a folder, or a hub id: its files are fetched first) to
     GGUF with llama.cpp's converter (cached by name)."""
-    model_dir = local_folder(model)
-    name = model_dir.name if Path(model).expanduser().is_dir() else str(model).split("/")[-1]
+    path = Path(model).expanduser()
+    name = path.name if path.is_dir() else str(model).split("/")[-1]
     out = cache_dir() / "gguf" / f"{name}-{outtype.upper()}.gguf"
-    if out.is_file():
+    if out.is_file():  # converted before: no hub request, and none needed offline
         return out
+    model_dir = local_folder(model)
     converter = find_tools().converter
     if converter is None:
         raise ConversionError(

@@ -7,6 +7,9 @@ so the speed of memory sets a ceiling that no engine can pass:
 
     tokens/s <= read bandwidth / bytes read per token
 
+(unless the weights fit in the CPU's cache, which a small model can on a CPU with a large one:
+the bandwidth is measured over a buffer larger than any cache, from main memory).
+
 How close an engine gets tells where its time goes: near the ceiling it is waiting for memory
 (the only way up is fewer bytes: quantization), far below it the time goes to per-token work
 that is not reading weights (Python, the framework's dispatch, kernel launches, a server's

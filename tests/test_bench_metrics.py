@@ -5,6 +5,7 @@ import json
 import math
 import statistics
 
+import pandas as pd
 import pytest
 
 from llmlab.bench import (
@@ -21,6 +22,7 @@ from llmlab.bench import (
     write_csv,
     write_json,
 )
+from llmlab.bench.timeline import poisson_timeline_arrivals, timeline_summary
 
 RECORDS = [
     # 3 tokens in 3 chunks: TTFT 100 ms, E2E 400 ms, gaps 100 and 200 ms, TPOT 300 / 2 = 150 ms
@@ -220,3 +222,18 @@ def test_a_sweep_of_a_warm_server_sends_only_the_levels_requests(monkeypatch):
     asyncio.run(sweep(warmed, [1, 2], min_requests=2, progress=False))
     asyncio.run(sweep(cold, [1, 2], min_requests=2, warmup=False, progress=False))
     assert (warmed.calls, cold.calls) == (1 + 2 + 4, 2 + 4)
+
+
+def test_a_time_line_comes_to_its_ttft_percentiles_and_throughput():
+    frame = pd.DataFrame({"sent": [0.0, 1.0, 2.0], "first token": [0.1, 1.5, 2.2],
+                          "done": [1.0, 3.0, 4.0], "tokens": [10, 20, 30]})  # fmt: skip
+    summary = timeline_summary(frame)
+    assert summary["TTFT p50 (ms)"] == pytest.approx(200)  # waits 100, 500, 200 ms
+    assert summary["TTFT p90 (ms)"] == pytest.approx(440)  # linear between 200 and 500
+    assert summary["output tokens/s"] == pytest.approx(60 / 4)  # first sent 0 s, last done 4 s
+
+
+def test_poisson_arrivals_for_a_time_line_share_moments_across_servers():
+    arrivals = poisson_timeline_arrivals(5, rate=4, tokens=64, seed=3)
+    assert [a.at_s for a in arrivals] == poisson_arrivals(5, 4, seed=3)
+    assert {a.tokens for a in arrivals} == {64}

@@ -29,6 +29,7 @@ from llmlab.local.profiling import peak_memory
 from llmlab.local.sampling import SamplingParams
 from llmlab.models import resolve_model
 from llmlab.prompts import chat
+from llmlab.service.continuous import ContinuousEngine
 from llmlab.service.engine import Engine, Finished
 from llmlab.sizing.hardware import detect_hardware
 
@@ -77,9 +78,10 @@ def test_a_batch_generates_every_row_on_the_device(llm: LocalLLM):
     assert [r.usage.prompt_tokens for r in results] == [len(llm.encode(p)) for p in prompts]
 
 
-def test_the_service_engine_batches_requests_on_the_device(llm: LocalLLM):
+@pytest.mark.parametrize("scheduler", [ContinuousEngine, Engine])
+def test_the_service_engine_batches_requests_on_the_device(llm: LocalLLM, scheduler):
     async def four_requests() -> list[Finished]:
-        engine = Engine(llm, max_batch_size=4)
+        engine = scheduler(llm, max_batch_size=4)
         params = SamplingParams(max_new_tokens=5, ignore_eos=True)
         requests = [engine.submit(llm.encode(chat(f"Question {i}")), params) for i in range(4)]
         answers = await asyncio.gather(*(request.result() for request in requests))

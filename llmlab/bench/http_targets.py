@@ -117,7 +117,9 @@ class OpenAIChat(HttpTarget):
     llama-server, the course's service (``llmlab.service``), Ollama's ``/v1``.
 
     Streamed, it asks for ``stream_options.include_usage`` so tokens are counted by the server,
-    not by chunks. ``stream=False`` waits for the whole answer (TTFT = E2E).
+    not by chunks. ``stream=False`` waits for the whole answer (TTFT = E2E). ``extra_body`` goes
+    into every request's body: a server's own fields (``transformers serve`` has no
+    ``ignore_eos`` and refuses it; ``llmlab.servers.transformers_serve.FORCED_LENGTH``).
     """
 
     def __init__(
@@ -127,11 +129,13 @@ class OpenAIChat(HttpTarget):
         *,
         ignore_eos: bool = True,
         stream: bool = True,
+        extra_body: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(base_url, model, **options)
         self.ignore_eos = ignore_eos
         self.streams = stream
+        self.extra_body = dict(extra_body or {})
 
     def pieces(self, request: Sequence[Message] | Chat) -> AsyncIterator[Piece]:
         messages, headers = unpack(request)
@@ -140,7 +144,8 @@ class OpenAIChat(HttpTarget):
             "messages": list(messages),
             "temperature": 0,
             "max_tokens": self.max_tokens,
-            "ignore_eos": self.ignore_eos,
+            **({"ignore_eos": True} if self.ignore_eos else {}),
+            **self.extra_body,
         }
         if not self.streams:
             return self.answer("/chat/completions", body, _openai_piece, headers)

@@ -5,7 +5,8 @@ and asks ``/health`` meanwhile: it tells a server that answers one request at a 
 form a staircase and ``/health`` stalls) from one that batches (the bars run side by side).
 ``arrivals_timeline`` sends streamed chats at chosen moments, with chosen lengths: it tells
 static batches (a request that arrives while a batch runs waits for the whole batch) from
-continuous batching (it joins the running batch at the next step).
+continuous batching (it joins the running batch at the next step). ``compare_arrivals`` sends
+the same Poisson arrivals to several servers and sums each time line up (``timeline_summary``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import matplotlib.pyplot as plt
 import pandas as pd
+from tqdm.auto import tqdm
 
 from llmlab.bench.http_targets import CourseChat, OpenAIChat
 from llmlab.bench.records import BenchmarkError, RequestRecord
+from llmlab.bench.runner import poisson_arrivals
 from llmlab.bench.targets import Target
 from llmlab.prompts import chat
 from llmlab.servers import Server
@@ -95,15 +99,21 @@ class Arrival:
 
 
 async def arrivals_timeline(
-    base_url: str, model: str, arrivals: Sequence[Arrival], *, api_key: str | None = None
+    base_url: str,
+    model: str,
+    arrivals: Sequence[Arrival],
+    *,
+    api_key: str | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
-    """Send one streamed chat per arrival (``base_url`` ends in ``/v1``), each at its moment.
+    """Send one streamed chat per arrival (``base_url`` ends in ``/v1``), each at its moment
+    (``options`` go to ``OpenAIChat``: a server's own way to force the length).
 
     Returns, per request: ``sent``, ``first token`` and ``done`` in seconds since the first was
-    sent, and ``tokens``. A request that fails raises (``BenchmarkError``).
+    sent, and ``tokens`` written. A request that fails raises (``BenchmarkError``).
     """
     targets = {
-        tokens: OpenAIChat(base_url, model, max_tokens=tokens, api_key=api_key)
+        tokens: OpenAIChat(base_url, model, max_tokens=tokens, api_key=api_key, **options)
         for tokens in {arrival.tokens for arrival in arrivals}
     }
     async with contextlib.AsyncExitStack() as opened:
@@ -117,7 +127,7 @@ async def arrivals_timeline(
                 "sent": record.sent_s - begin,
                 "first token": record.chunk_times_s[0] - begin,
                 "done": record.chunk_times_s[-1] - begin,
-                "tokens": arrival.tokens,
+                "tokens": record.output_tokens,  # the server's count of what it wrote
             }
 
         rows = await asyncio.gather(*(one(arrival) for arrival in arrivals))
@@ -141,3 +151,85 @@ def plot_arrivals(timelines: dict[str, pd.DataFrame], title: str) -> None:
     plt.suptitle(title)
     plt.tight_layout()
     plt.show()
+
+
+def poisson_timeline_arrivals(count: int, rate: float, tokens: int, seed: int = 0) -> list[Arrival]:
+    """``count`` requests of ``tokens`` tokens at Poisson moments, ``rate`` a second on average
+    (``poisson_arrivals``: the same ``seed`` gives every server the same moments)."""
+    return [Arrival(at_s, tokens) for at_s in poisson_arrivals(count, rate, seed)]
+
+
+def timeline_summary(frame: pd.DataFrame) -> dict[str, float]:
+    """What a time line of ``arrivals_timeline`` comes to: time to first token (median and 90th
+    percentile, ms) and output tokens a second from the first request sent to the last done."""
+    waits_ms = (frame["first token"] - frame["sent"]) * 1000
+    return {
+        "TTFT p50 (ms)": float(waits_ms.quantile(0.5)),
+        "TTFT p90 (ms)": float(waits_ms.quantile(0.9)),
+        "output tokens/s": float(
+            frame["tokens"].sum() / (frame["done"].max() - frame["sent"].min())
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class ArrivalServer:
+    """A server for ``compare_arrivals``: how to start it, and the ``OpenAIChat`` options its
+    requests need (a server's own way to force the length)."""
+
+    start: Callable[[], Server]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+async def compare_arrivals(
+    servers: Mapping[str, ArrivalServer],
+    rates: Sequence[float],
+    *,
+    requests: int,
+    tokens: int = 64,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict[float, dict[str, pd.DataFrame]]]:
+    """Start each server in turn (alone on the machine) and send it ``requests`` streamed chats
+    of ``tokens`` tokens at the Poisson moments of each rate, the same moments for every server.
+
+    Returns the table (per server and rate: ``timeline_summary``) and the time lines, by rate
+    and server. Two requests first warm each server up.
+    """
+    rows: list[dict[str, object]] = []
+    timelines: dict[float, dict[str, pd.DataFrame]] = {rate: {} for rate in rates}
+    with tqdm(total=len(servers) * len(rates), desc="Arrivals", unit="run") as bar:
+        for name, spec in servers.items():
+            with spec.start() as server:
+                url, model, options = server.url("/v1"), server.model or "", spec.options
+                warm_up = [Arrival(0, tokens), Arrival(0, tokens)]
+                await arrivals_timeline(url, model, warm_up, **options)
+                for rate in rates:
+                    moments = poisson_timeline_arrivals(requests, rate, tokens, seed)
+                    frame = await arrivals_timeline(url, model, moments, **options)
+                    timelines[rate][name] = frame
+                    rows.append({"server": name, "requests/s": rate, **timeline_summary(frame)})
+                    bar.update()
+    return pd.DataFrame(rows).set_index(["server", "requests/s"]), timelines
+
+
+def batching_servers(max_batch_size: int = 64) -> dict[str, ArrivalServer]:
+    """Chapter 06's comparison: the course's service with static batches and with continuous
+    batching (``--max-batch-size``: ``transformers serve`` has no such cap, vLLM's is higher),
+    ``transformers serve --continuous-batching`` (the same scheduler as the service's, behind
+    Transformers' own HTTP server) and vLLM's OpenAI server (``--enforce-eager``: ready in
+    about 35 s on two cores)."""
+    from llmlab.servers.service import service_server
+    from llmlab.servers.transformers_serve import FORCED_LENGTH, transformers_server
+    from llmlab.servers.vllm import vllm_server
+
+    batch = ("--max-batch-size", str(max_batch_size))
+    return {
+        "service, static batches": ArrivalServer(
+            lambda: service_server("--engine", "static", *batch)
+        ),
+        "service, continuous": ArrivalServer(
+            lambda: service_server("--engine", "continuous", *batch)
+        ),
+        "transformers serve": ArrivalServer(transformers_server, FORCED_LENGTH),
+        "vLLM": ArrivalServer(lambda: vllm_server(enforce_eager=True)),
+    }

@@ -25,6 +25,13 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-queue", type=int, default=64)
     parser.add_argument(
+        "--engine",
+        choices=["continuous", "static"],
+        default="continuous",
+        help="continuous: a request joins the running batch at the next step; static: it waits"
+        " for the running batch to finish (chapter 06 compares them)",
+    )
+    parser.add_argument(
         "--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger bodies get a 413"
     )
     parser.add_argument("--backend", help="gateway mode: a vLLM or llama-server URL ending in /v1")
@@ -36,6 +43,7 @@ def main() -> None:
         api_key=args.api_key,
         max_batch_size=args.max_batch_size,
         max_queue=args.max_queue,
+        engine=args.engine,
         max_body_bytes=args.max_body_bytes,
         backend_url=args.backend,
         backend_model=args.backend_model,

@@ -4,8 +4,9 @@ What changed from the source chapter, and why:
 
 * the model loads in a ``lifespan`` handler (``@app.on_event`` is deprecated), in a thread, so
   ``/health`` answers "loading" at once instead of the port staying closed;
-* generation runs in the engine's worker thread with dynamic batching (``engine.py``), never
-  inside ``async def`` on the event loop, so concurrent requests share the model;
+* generation runs in the engine's worker thread, never inside ``async def`` on the event loop,
+  so concurrent requests share the model: a request joins the running batch at the next
+  decoding step (``continuous.py``; ``engine.py`` keeps the static batches it replaced);
 * a full queue answers 429 with ``Retry-After``; a client that disconnects stops its generation;
 * chat goes through the chat template and every answer reports real token usage;
 * bodies are validated (limits, no unknown fields, known roles), an optional API key is checked,
@@ -28,6 +29,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi import Request as HTTPRequest
@@ -55,6 +57,7 @@ from llmlab.http.guard import (
 )
 from llmlab.local.generation import LocalLLM
 from llmlab.local.sampling import SamplingParams
+from llmlab.service.continuous import ContinuousEngine
 from llmlab.service.engine import (
     Engine,
     Finished,
@@ -86,6 +89,9 @@ class ServiceSettings:
     max_queue: int = 64
     max_prompt_tokens: int = 1536
     max_body_bytes: int = MAX_BODY_BYTES
+    #: How the in-process model takes requests: "continuous" (a request joins the running batch
+    #: at the next step, ``continuous.py``) or "static" (whole batches, ``engine.py``).
+    engine: Literal["continuous", "static"] = "continuous"
     #: Gateway mode: an OpenAI-compatible backend (URL ending in /v1) does the generating.
     backend_url: str | None = None
     backend_model: str | None = None
@@ -192,7 +198,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                     max_in_flight=settings.max_queue,
                 )
             else:
-                engine = Engine(
+                scheduler = ContinuousEngine if settings.engine == "continuous" else Engine
+                engine = scheduler(
                     LocalLLM(settings.model),
                     max_batch_size=settings.max_batch_size,
                     max_queue=settings.max_queue,

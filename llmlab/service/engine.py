@@ -280,10 +280,7 @@ class _Rows(BaseStreamer, StoppingCriteria):
                 self._finish(row, "stop")
 
     def _send_text(self, row: int) -> None:
-        text = self.llm.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-            return
-        delta, self.sent[row] = text[len(self.sent[row]) :], text
+        delta, self.sent[row] = new_text(self.llm, self.tokens[row], self.sent[row])
         if delta:
             self.batch[row].publish(TextDelta(delta))
 
@@ -292,3 +289,14 @@ class _Rows(BaseStreamer, StoppingCriteria):
         request = self.batch[row]
         usage = Usage(len(request.prompt_ids), len(self.tokens[row]))
         request.publish(Finished(usage, reason))
+
+
+def new_text(llm: LocalLLM, tokens: list[int], sent: str) -> tuple[str, str]:
+    """The text ``tokens`` add to what was ``sent`` already, and the text sent after it.
+
+    Decoding the whole answer each time (not token by token) keeps words whole; an answer that
+    ends in half of a multi-byte character sends nothing until the rest arrives."""
+    text = llm.tokenizer.decode(tokens, skip_special_tokens=True)
+    if text.endswith("\ufffd"):
+        return "", sent
+    return text[len(sent) :], text

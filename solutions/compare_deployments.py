@@ -14,8 +14,8 @@ The backends, by the name ``--only`` and ``--skip`` take:
 
 * ``transformers``: the model in this process (``LocalLLM``), one request at a time. It batches
   nothing, so it is measured at concurrency 1 only and its other rows say so.
-* ``service``: the course's FastAPI service (``python -m llmlab.service``), which batches the
-  requests that wait in its queue (dynamic batching) around the same Transformers model.
+* ``service``: the course's FastAPI service (``python -m llmlab.service``) around the same
+  Transformers model, batching continuously (a request joins the running batch at its next step).
 * ``vllm``: vLLM's OpenAI server, continuous batching (``--enforce-eager``: ready in ~35 s).
 * ``llama-server``: llama.cpp on the 4-bit GGUF, one slot per concurrent request.
 * ``ollama``: a real Ollama where ``find_ollama()`` finds one, else the course's
@@ -126,7 +126,7 @@ def _service(options: Options) -> Iterator[Running]:
         target = OpenAIChat(
             server.url("/v1"), model, max_tokens=options.max_tokens, name="FastAPI service"
         )
-        setup = f"python -m llmlab.service, dynamic batches of up to {batch}"
+        setup = f"python -m llmlab.service, continuous batches of up to {batch}"
         yield Running(target, setup, _folder_bytes(options.model, service_dtype()))
 
 

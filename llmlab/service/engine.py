@@ -1,4 +1,6 @@
-"""Serve many requests from one in-process model without blocking the event loop.
+"""Serve many requests from one in-process model without blocking the event loop, in static
+batches: the service's first engine. ``continuous.py`` replaced it as the service's default
+(``--engine static`` still selects it; chapter 06 measures both), and runs seeded requests on it.
 
 The source chapter calls ``llm.generate`` inside ``async def``: the event loop stops for the
 whole generation, so requests run one after another and even ``/health`` waits. Here the model

@@ -22,7 +22,8 @@ def test_an_unknown_name_is_an_attribute_error():
 
 
 HTTP_ONLY = ["llmlab.webui.app", "llmlab.scaleout", "llmlab.bench", "llmlab.bench.timeline",
-             "llmlab.servers.service", "llmlab.exercises"]  # fmt: skip
+             "llmlab.servers.service", "llmlab.servers.transformers_serve",
+             "llmlab.exercises"]  # fmt: skip
 #: Exercise checkers that need no model: chapters 03-08's.
 MODEL_FREE_CHECKERS = [f"llmlab.exercises.chapter0{n}" for n in (3, 4, 5, 6, 7, 8)]
 #: Memory arithmetic, planning and their figures: a plan is made before anything is loaded.

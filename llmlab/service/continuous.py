@@ -34,12 +34,7 @@ from llmlab.local.generation import LocalLLM
 from llmlab.local.sampling import FinishReason, SamplingParams, Usage
 from llmlab.messages import Message
 from llmlab.service.engine import Engine, Finished, QueueFullError, Request, TextDelta, new_text
-
-#: Tokens a cache block holds; a request takes blocks as its prompt and answer grow.
-PAGE_TOKENS = 64
-#: The most prompt tokens one step processes: a long prompt is prefilled over several steps,
-#: so the requests already writing are not stalled for the whole of it.
-STEP_TOKENS = 512
+from llmlab.service.paging import CACHE_TOKENS, PAGE_TOKENS, STEP_TOKENS
 
 
 class Decoding(enum.Enum):
@@ -86,7 +81,7 @@ class ContinuousEngine:
         *,
         max_batch_size: int = 16,
         max_queue: int = 64,
-        cache_tokens: int = 8192,
+        cache_tokens: int = CACHE_TOKENS,
     ) -> None:
         self.llm = llm
         self.max_batch_size = max_batch_size

@@ -10,7 +10,7 @@ import pytest
 from llmlab.local.generation import LocalLLM
 from llmlab.local.sampling import SamplingParams
 from llmlab.prompts import chat
-from llmlab.service.continuous import ContinuousEngine
+from llmlab.service.continuous import ContinuousEngine, EngineStoppedError
 from llmlab.service.engine import Engine, Finished, QueueFullError, Request, TextDelta
 
 LONG = SamplingParams(max_new_tokens=48, temperature=0, ignore_eos=True)
@@ -134,3 +134,15 @@ def test_a_request_larger_than_the_kv_cache_is_refused_and_the_engine_goes_on(ll
         return finished
 
     assert asyncio.run(too_large_then_small()).usage.completion_tokens == 4
+
+
+def test_a_stopped_engine_refuses_new_requests_with_a_clear_error(llm: LocalLLM):
+    async def after_stop() -> None:
+        engine = ContinuousEngine(llm, cache_tokens=1024)
+        await engine.submit(llm.encode(chat("Hi")), SHORT).result()
+        await engine.aclose()
+        with pytest.raises(EngineStoppedError, match="scheduler has stopped"):
+            engine.submit(llm.encode(chat("Hi")), SHORT)
+        assert engine.queue_depth == engine.running == 0
+
+    asyncio.run(after_stop())

@@ -30,11 +30,16 @@ from transformers.generation.configuration_utils import ContinuousBatchingConfig
 from transformers.generation.continuous_batching import ContinuousBatchingManager
 from transformers.generation.continuous_batching.requests import GenerationOutput
 
+from llmlab.errors import LLMLabError
 from llmlab.local.generation import LocalLLM
 from llmlab.local.sampling import FinishReason, SamplingParams, Usage
 from llmlab.messages import Message
 from llmlab.service.engine import Engine, Finished, QueueFullError, Request, TextDelta, new_text
 from llmlab.service.paging import CACHE_TOKENS, PAGE_TOKENS, STEP_TOKENS
+
+
+class EngineStoppedError(LLMLabError):
+    """The engine takes no more requests: it is stopping, or its scheduler failed."""
 
 
 class Decoding(enum.Enum):
@@ -128,7 +133,7 @@ class ContinuousEngine:
         scheduler.register_result_handler(stream.request_id, stream.receive)
         request.on_cancel = stream.cancel
         self._waiting.add(request)
-        scheduler.add_request(
+        accepted = scheduler.add_request(
             prompt_ids,
             request_id=stream.request_id,
             max_new_tokens=params.max_new_tokens,
@@ -136,6 +141,9 @@ class ContinuousEngine:
             eos_token_id=-1 if params.ignore_eos else sorted(self.llm.stop_token_ids),
             **decoding.request_settings(params),
         )
+        if accepted is None:  # the manager stopped (shutting down, or a fatal error it logged)
+            stream.cancel()
+            raise EngineStoppedError(f"the {decoding.value} scheduler has stopped; see the log")
         return request
 
     def stop(self, timeout_s: float = 60) -> None:

@@ -214,7 +214,8 @@ async def compare_arrivals(
 
 def batching_servers(max_batch_size: int = 64) -> dict[str, ArrivalServer]:
     """Chapter 06's comparison: the course's service with static batches and with continuous
-    batching (``--max-batch-size``: ``transformers serve`` has no such cap, vLLM's is higher),
+    batching (``--max-batch-size``, by default vLLM's cap as ``vllm_server`` starts it, 64;
+    ``transformers serve`` has none),
     ``transformers serve --continuous-batching`` (the same scheduler as the service's, behind
     Transformers' own HTTP server) and vLLM's OpenAI server (``--enforce-eager``: ready in
     about 35 s on two cores)."""

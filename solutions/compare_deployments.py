@@ -127,7 +127,7 @@ def _service(options: Options) -> Iterator[Running]:
             server.url("/v1"), model, max_tokens=options.max_tokens, name="FastAPI service"
         )
         setup = f"python -m llmlab.service, continuous batches of up to {batch}"
-        yield Running(target, setup, _folder_bytes(options.model, service_dtype()))
+        yield Running(target, setup, _folder_bytes(options.model, detect_hardware().compute_dtype))
 
 
 @contextmanager
@@ -146,7 +146,7 @@ def _vllm(options: Options) -> Iterator[Running]:
         )
         mode = "--enforce-eager" if eager else "torch.compile"
         setup = f"{server.model}, {mode}, --max-num-seqs {options.top}"
-        yield Running(target, setup, _folder_bytes(options.model, vllm_dtype()))
+        yield Running(target, setup, _folder_bytes(options.model, detect_hardware().half_dtype))
 
 
 @contextmanager
@@ -193,18 +193,6 @@ def _ollama(options: Options) -> Iterator[Running]:
 def _folder_bytes(model: str | None, dtype: str) -> float:
     """The weights a server that loads ``model`` in ``dtype`` reads per token."""
     return folder_bytes_per_token(local_folder(resolve_model(model)), bytes_per_param(dtype))
-
-
-def service_dtype() -> str:
-    """The dtype the service's ``LocalLLM`` picks on this machine (float32 on a CPU)."""
-    from llmlab.local.generation import pick_dtype
-
-    return str(pick_dtype(detect_hardware())).removeprefix("torch.")
-
-
-def vllm_dtype() -> str:
-    """vLLM's: bfloat16 on a CPU, the card's 16-bit type on a GPU (``vllm_server``)."""
-    return detect_hardware().half_dtype
 
 
 BACKENDS: dict[str, Backend[Options]] = {

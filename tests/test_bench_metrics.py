@@ -5,7 +5,6 @@ import json
 import math
 import statistics
 
-import pandas as pd
 import pytest
 
 from llmlab.bench import (
@@ -22,7 +21,7 @@ from llmlab.bench import (
     write_csv,
     write_json,
 )
-from llmlab.bench.timeline import poisson_timeline_arrivals, timeline_summary
+from llmlab.bench.timeline import poisson_timeline_arrivals, timeline_frame, timeline_summary
 
 RECORDS = [
     # 3 tokens in 3 chunks: TTFT 100 ms, E2E 400 ms, gaps 100 and 200 ms, TPOT 300 / 2 = 150 ms
@@ -225,12 +224,17 @@ def test_a_sweep_of_a_warm_server_sends_only_the_levels_requests(monkeypatch):
 
 
 def test_a_time_line_comes_to_its_ttft_percentiles_and_throughput():
-    frame = pd.DataFrame({"sent": [0.0, 1.0, 2.0], "first token": [0.1, 1.5, 2.2],
-                          "done": [1.0, 3.0, 4.0], "tokens": [10, 20, 30]})  # fmt: skip
-    summary = timeline_summary(frame)
+    def answered(sent: float, first: float, done: float, tokens: int) -> RequestRecord:
+        return RequestRecord(sent, [first, done], usage_tokens=tokens, text="x", complete=True)
+
+    records = [answered(10.0, 10.1, 11.0, 10), answered(11.0, 11.5, 13.0, 20),
+               answered(12.0, 12.2, 14.0, 30)]  # fmt: skip
+    frame = timeline_frame(records)
+    assert frame["sent"].tolist() == [0, 1, 2] and frame["done"].tolist() == [1, 3, 4]
+    summary = timeline_summary(records)
     assert summary["TTFT p50 (ms)"] == pytest.approx(200)  # waits 100, 500, 200 ms
     assert summary["TTFT p90 (ms)"] == pytest.approx(440)  # linear between 200 and 500
-    assert summary["output tokens/s"] == pytest.approx(60 / 4)  # first sent 0 s, last done 4 s
+    assert summary["output tokens/s"] == pytest.approx(60 / 4)  # first sent 10 s, last done 14 s
 
 
 def test_poisson_arrivals_for_a_time_line_share_moments_across_servers():

@@ -86,6 +86,8 @@ def test_recommends_vllm_in_16_bit_on_a_big_gpu():
 )
 def test_each_device_computes_in_its_own_16_bit_type(hardware, half):
     assert hardware.half_dtype == half
+    # Transformers on a CPU computes in float32; on a GPU in the same 16-bit type as vLLM
+    assert hardware.compute_dtype == ("float32" if hardware.device == "cpu" else half)
     if hardware.device != "cpu":
         assert recommend(SEVEN_B, hardware, users=16).dtype in (half, "q4_k_m")
 

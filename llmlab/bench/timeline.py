@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from llmlab.bench.http_targets import CourseChat, OpenAIChat
-from llmlab.bench.records import BenchmarkError, RequestRecord
+from llmlab.bench.records import BenchmarkError, RequestRecord, summarize
 from llmlab.bench.runner import poisson_arrivals
 from llmlab.bench.targets import Target
 from llmlab.prompts import chat
@@ -98,20 +98,17 @@ class Arrival:
     tokens: int
 
 
-async def arrivals_timeline(
+async def arrival_records(
     base_url: str,
     model: str,
     arrivals: Sequence[Arrival],
     *,
     api_key: str | None = None,
     **options: Any,
-) -> pd.DataFrame:
+) -> list[RequestRecord]:
     """Send one streamed chat per arrival (``base_url`` ends in ``/v1``), each at its moment
-    (``options`` go to ``OpenAIChat``: a server's own way to force the length).
-
-    Returns, per request: ``sent``, ``first token`` and ``done`` in seconds since the first was
-    sent, and ``tokens`` written. A request that fails raises (``BenchmarkError``).
-    """
+    (``options`` go to ``OpenAIChat``: a server's own way to force the length); the records in
+    the order of ``arrivals``. A request that fails raises (``BenchmarkError``)."""
     targets = {
         tokens: OpenAIChat(base_url, model, max_tokens=tokens, api_key=api_key, **options)
         for tokens in {arrival.tokens for arrival in arrivals}
@@ -120,18 +117,31 @@ async def arrivals_timeline(
         for target in targets.values():
             await opened.enter_async_context(target)
         begin = time.perf_counter()
+        sends = (_send_at(targets[arrival.tokens], begin, arrival.at_s) for arrival in arrivals)
+        return list(await asyncio.gather(*sends))
 
-        async def one(arrival: Arrival) -> dict[str, float]:
-            record = await _send_at(targets[arrival.tokens], begin, arrival.at_s)
-            return {
-                "sent": record.sent_s - begin,
-                "first token": record.chunk_times_s[0] - begin,
-                "done": record.chunk_times_s[-1] - begin,
-                "tokens": record.output_tokens,  # the server's count of what it wrote
-            }
 
-        rows = await asyncio.gather(*(one(arrival) for arrival in arrivals))
+def timeline_frame(records: Sequence[RequestRecord]) -> pd.DataFrame:
+    """Per request: ``sent``, ``first token`` and ``done`` in seconds since the first was sent,
+    and ``tokens`` written (the server's count)."""
+    begin = min(record.sent_s for record in records)
+    rows = [
+        {
+            "sent": record.sent_s - begin,
+            "first token": record.chunk_times_s[0] - begin,
+            "done": record.chunk_times_s[-1] - begin,
+            "tokens": record.output_tokens,
+        }
+        for record in records
+    ]
     return pd.DataFrame(rows).rename_axis("request")
+
+
+async def arrivals_timeline(
+    base_url: str, model: str, arrivals: Sequence[Arrival], **options: Any
+) -> pd.DataFrame:
+    """``arrival_records``' requests as a time line (``timeline_frame``)."""
+    return timeline_frame(await arrival_records(base_url, model, arrivals, **options))
 
 
 def plot_arrivals(timelines: dict[str, pd.DataFrame], title: str) -> None:
@@ -159,16 +169,16 @@ def poisson_timeline_arrivals(count: int, rate: float, tokens: int, seed: int = 
     return [Arrival(at_s, tokens) for at_s in poisson_arrivals(count, rate, seed)]
 
 
-def timeline_summary(frame: pd.DataFrame) -> dict[str, float]:
-    """What a time line of ``arrivals_timeline`` comes to: time to first token (median and 90th
-    percentile, ms) and output tokens a second from the first request sent to the last done."""
-    waits_ms = (frame["first token"] - frame["sent"]) * 1000
+def timeline_summary(records: Sequence[RequestRecord]) -> dict[str, float]:
+    """What the requests of a time line come to (``summarize``, the harness's metrics): time to
+    first token (median and 90th percentile, ms) and output tokens a second, from the first
+    request sent to the last answer done."""
+    duration_s = max(r.chunk_times_s[-1] for r in records) - min(r.sent_s for r in records)
+    result = summarize(records, duration_s)
     return {
-        "TTFT p50 (ms)": float(waits_ms.quantile(0.5)),
-        "TTFT p90 (ms)": float(waits_ms.quantile(0.9)),
-        "output tokens/s": float(
-            frame["tokens"].sum() / (frame["done"].max() - frame["sent"].min())
-        ),
+        "TTFT p50 (ms)": result.ttft_ms.p50,
+        "TTFT p90 (ms)": result.ttft_ms.p90,
+        "output tokens/s": result.output_throughput,
     }
 
 
@@ -202,12 +212,12 @@ async def compare_arrivals(
             with spec.start() as server:
                 url, model, options = server.url("/v1"), server.model or "", spec.options
                 warm_up = [Arrival(0, tokens), Arrival(0, tokens)]
-                await arrivals_timeline(url, model, warm_up, **options)
+                await arrival_records(url, model, warm_up, **options)
                 for rate in rates:
                     moments = poisson_timeline_arrivals(requests, rate, tokens, seed)
-                    frame = await arrivals_timeline(url, model, moments, **options)
-                    timelines[rate][name] = frame
-                    rows.append({"server": name, "requests/s": rate, **timeline_summary(frame)})
+                    records = await arrival_records(url, model, moments, **options)
+                    timelines[rate][name] = timeline_frame(records)
+                    rows.append({"server": name, "requests/s": rate, **timeline_summary(records)})
                     bar.update()
     return pd.DataFrame(rows).set_index(["server", "requests/s"]), timelines
 

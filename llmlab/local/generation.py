@@ -48,16 +48,13 @@ from llmlab.sizing.memory import GiB
 
 
 def pick_dtype(hardware: Hardware) -> torch.dtype:
-    """The fastest dtype that computes correctly on ``hardware``.
+    """The fastest dtype that computes correctly on ``hardware`` (``Hardware.compute_dtype``).
 
     float16 matrix kernels are slow or missing on most CPUs, so the source chapter's
     ``torch_dtype=torch.float16`` makes CPU inference slower, not faster (measured in chapter 01).
-    A GPU computes in its 16-bit type (``Hardware.half_dtype``: bfloat16 from compute capability
-    8.0, float16 below).
     """
-    if hardware.device == "cpu":
-        return torch.float32
-    return getattr(torch, hardware.half_dtype)
+    dtype: torch.dtype = getattr(torch, hardware.compute_dtype)
+    return dtype
 
 
 class _StopWhenSet(StoppingCriteria):

@@ -45,8 +45,7 @@ def transformers_server(
         "--host", "{host}",
         "--port", "{port}",
         "--device", hardware.device,
-        # the dtype the course's service loads (float32 on a CPU, the card's 16-bit type on a GPU)
-        "--dtype", "float32" if hardware.device == "cpu" else hardware.half_dtype,
+        "--dtype", hardware.compute_dtype,  # the dtype the course's service loads
         "--continuous-batching" if continuous_batching else "--no-continuous-batching",
     ]  # fmt: skip
     if continuous_batching:

@@ -41,6 +41,13 @@ class Hardware:
             return "bfloat16" if native else "float16"
         return "bfloat16" if self.device == "cpu" else "float16"
 
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the course loads a Transformers model in here (``pick_dtype``, and every
+        server that must load the same weights): float32 on a CPU, where float16 matrix kernels
+        are slow or missing (measured in chapter 01), the 16-bit ``half_dtype`` on a GPU."""
+        return "float32" if self.device == "cpu" else self.half_dtype
+
     def __str__(self) -> str:
         return (
             f"{self.device} ({self.name}): {self.available_memory_gib:.1f} GiB free of "

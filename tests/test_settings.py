@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
+from llmlab.bench.timeline import batching_servers
+from llmlab.service.paging import CACHE_TOKENS, LOW_MEMORY_CACHE_TOKENS, default_cache_tokens
 from llmlab.settings import LOW_MEMORY_BYTES, low_memory
 
 
@@ -56,3 +58,11 @@ def test_the_setting_wins_and_refuses_what_it_cannot_read(cgroup: Path, monkeypa
     monkeypatch.setenv("LLMLAB_LOW_MEMORY", "yes")
     with pytest.raises(ValueError, match="LLMLAB_LOW_MEMORY must be 1 or 0, not 'yes'"):
         low_memory(cgroup)
+
+
+def test_where_memory_is_short_the_kv_cache_shrinks_and_vllm_sits_out(monkeypatch):
+    monkeypatch.setenv("LLMLAB_LOW_MEMORY", "1")
+    assert default_cache_tokens() == LOW_MEMORY_CACHE_TOKENS < CACHE_TOKENS
+    assert "vLLM" not in batching_servers() and "service, continuous" in batching_servers()
+    monkeypatch.setenv("LLMLAB_LOW_MEMORY", "0")
+    assert default_cache_tokens() == CACHE_TOKENS and "vLLM" in batching_servers()

@@ -29,6 +29,7 @@ from llmlab.bench.runner import poisson_arrivals
 from llmlab.bench.targets import Target
 from llmlab.prompts import chat
 from llmlab.servers import Server
+from llmlab.settings import low_memory
 
 #: How often the prober asks ``/health`` while the chats run (a load balancer's pace, roughly).
 HEALTH_EVERY_S = 0.25
@@ -225,16 +226,16 @@ async def compare_arrivals(
 def batching_servers(max_batch_size: int = 64) -> dict[str, ArrivalServer]:
     """Chapter 06's comparison: the course's service with static batches and with continuous
     batching (``--max-batch-size``, by default vLLM's cap as ``vllm_server`` starts it, 64;
-    ``transformers serve`` has none),
-    ``transformers serve --continuous-batching`` (the same scheduler as the service's, behind
-    Transformers' own HTTP server) and vLLM's OpenAI server (``--enforce-eager``: ready in
-    about 35 s on two cores)."""
+    ``transformers serve`` has none), ``transformers serve --continuous-batching`` (the same
+    scheduler as the service's, behind Transformers' own HTTP server) and vLLM's OpenAI server
+    (``--enforce-eager``: ready in about 35 s on two cores). Not vLLM where memory is short
+    (``low_memory``, as on Binder): its three processes alone hold over 3 GB."""
     from llmlab.servers.service import service_server
     from llmlab.servers.transformers_serve import FORCED_LENGTH, transformers_server
     from llmlab.servers.vllm import vllm_server
 
     batch = ("--max-batch-size", str(max_batch_size))
-    return {
+    servers = {
         "service, static batches": ArrivalServer(
             lambda: service_server("--engine", "static", *batch)
         ),
@@ -242,5 +243,7 @@ def batching_servers(max_batch_size: int = 64) -> dict[str, ArrivalServer]:
             lambda: service_server("--engine", "continuous", *batch)
         ),
         "transformers serve": ArrivalServer(transformers_server, FORCED_LENGTH),
-        "vLLM": ArrivalServer(lambda: vllm_server(enforce_eager=True)),
     }
+    if not low_memory():
+        servers["vLLM"] = ArrivalServer(lambda: vllm_server(enforce_eager=True))
+    return servers

@@ -16,7 +16,7 @@ import sys
 
 from llmlab.models import resolve_model
 from llmlab.servers import LOCALHOST, Server
-from llmlab.service.paging import CACHE_TOKENS, PAGE_TOKENS, STEP_TOKENS
+from llmlab.service.paging import PAGE_TOKENS, STEP_TOKENS, default_cache_tokens
 from llmlab.sizing.hardware import detect_hardware
 
 #: ``OpenAIChat`` options for answers exactly ``max_tokens`` long, greedy: no ``ignore_eos``
@@ -52,7 +52,7 @@ def transformers_server(
         # Left to itself, the paged cache takes most of a CPU machine's RAM (21.6 GB of 24,
         # measured): the service's engine's sizes instead.
         command += ["--cb-block-size", str(PAGE_TOKENS),
-                    "--cb-num-blocks", str(CACHE_TOKENS // PAGE_TOKENS),
+                    "--cb-num-blocks", str(default_cache_tokens() // PAGE_TOKENS),
                     "--cb-max-batch-tokens", str(STEP_TOKENS)]  # fmt: skip
     return Server(
         command,

@@ -35,7 +35,7 @@ from llmlab.local.generation import LocalLLM
 from llmlab.local.sampling import FinishReason, SamplingParams, Usage
 from llmlab.messages import Message
 from llmlab.service.engine import Engine, Finished, QueueFullError, Request, TextDelta, new_text
-from llmlab.service.paging import CACHE_TOKENS, PAGE_TOKENS, STEP_TOKENS
+from llmlab.service.paging import PAGE_TOKENS, STEP_TOKENS, default_cache_tokens
 
 
 class EngineStoppedError(LLMLabError):
@@ -76,8 +76,9 @@ class ContinuousEngine:
     """The service's engine with iteration-level scheduling (see the module's docstring).
 
     ``max_batch_size`` caps the requests in one step (more wait for a free place);
-    ``cache_tokens`` is each manager's paged KV cache, allocated with its first request: the
-    requests in a step share it, and one that needs more than all of it is refused.
+    ``cache_tokens`` is each manager's paged KV cache, allocated with its first request (by
+    default ``paging.default_cache_tokens()``): the requests in a step share it, and one that
+    needs more than all of it is refused.
     """
 
     def __init__(
@@ -86,12 +87,12 @@ class ContinuousEngine:
         *,
         max_batch_size: int = 16,
         max_queue: int = 64,
-        cache_tokens: int = CACHE_TOKENS,
+        cache_tokens: int | None = None,
     ) -> None:
         self.llm = llm
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
-        self.cache_tokens = cache_tokens
+        self.cache_tokens = cache_tokens or default_cache_tokens()
         self._schedulers: dict[Decoding, ContinuousBatchingManager] = {}
         self._waiting: set[Request] = set()  # submitted, no token yet
         self._writing: set[Request] = set()

@@ -17,6 +17,7 @@ CACHE_ENV = "LLMLAB_CACHE"
 WAVES_ENV = "LLMLAB_SWEEP_WAVES"
 LOW_MEMORY_ENV = "LLMLAB_LOW_MEMORY"
 GPU_SHARE_ENV = "LLMLAB_GPU_SHARE"
+FUZZ_EXAMPLES_ENV = "LLMLAB_FUZZ_EXAMPLES"
 #: Below this much memory (the machine's, or its container's limit) a chapter starts fewer model
 #: copies: Binder gives a session 2 GB.
 LOW_MEMORY_BYTES = 3 * 2**30
@@ -53,6 +54,16 @@ def sweep_waves() -> int:
     value = os.environ.get(WAVES_ENV) or "2"
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"${WAVES_ENV} must be a whole number of 1 or more, not {value!r}")
+    return int(value)
+
+
+def fuzz_examples(default: int = 10) -> int:
+    """How many requests the fuzzer draws per operation and kind of request:
+    ``$LLMLAB_FUZZ_EXAMPLES``, else ``default``. ``bin/test`` sets 5: chapter 06's fuzzer and the
+    fuzz tests then run the same search, seeded, on half the requests."""
+    value = os.environ.get(FUZZ_EXAMPLES_ENV) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${FUZZ_EXAMPLES_ENV} must be a whole number of 1 or more, not {value!r}")
     return int(value)
 
 

@@ -15,6 +15,7 @@ import pytest
 from llmlab.prompts import SYSTEM_PROMPT
 from llmlab.prompts import chat as ask  # noqa: F401 (re-exported for the tests)
 from llmlab.servers import Server, reaper
+from llmlab.settings import fuzz_examples
 
 SYSTEM = {"role": "system", "content": SYSTEM_PROMPT}
 RUN_MARK = "LLMLAB_TEST_RUN"
@@ -24,7 +25,7 @@ LEAK_GRACE_S = 20
 #: bin/test's --nbval-cell-timeout: a chapter cell that starts vLLM may take minutes.
 NOTEBOOK_CELL_TIMEOUT_S = 900
 #: The fuzz tests' budget: examples per operation and kind of request, and Hypothesis's seed.
-FUZZ_EXAMPLES = int(os.environ.get("LLMLAB_FUZZ_EXAMPLES", "10"))
+FUZZ_EXAMPLES = fuzz_examples()
 FUZZ_SEED = int(os.environ.get("LLMLAB_FUZZ_SEED", "20261130"))
 
 os.environ[RUN_MARK] = uuid.uuid4().hex  # inherited by every process the tests start

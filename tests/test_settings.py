@@ -8,7 +8,7 @@ import pytest
 
 from llmlab.bench.timeline import batching_servers
 from llmlab.service.paging import CACHE_TOKENS, LOW_MEMORY_CACHE_TOKENS, default_cache_tokens
-from llmlab.settings import LOW_MEMORY_BYTES, low_memory
+from llmlab.settings import LOW_MEMORY_BYTES, fuzz_examples, low_memory
 
 
 @pytest.fixture
@@ -66,3 +66,19 @@ def test_where_memory_is_short_the_kv_cache_shrinks_and_vllm_sits_out(monkeypatc
     assert "vLLM" not in batching_servers() and "service, continuous" in batching_servers()
     monkeypatch.setenv("LLMLAB_LOW_MEMORY", "0")
     assert default_cache_tokens() == CACHE_TOKENS and "vLLM" in batching_servers()
+
+
+@pytest.mark.parametrize(("value", "examples"), [(None, 10), ("5", 5), ("300", 300)])
+def test_the_fuzzers_budget_comes_from_the_environment(monkeypatch, value, examples):
+    if value is None:
+        monkeypatch.delenv("LLMLAB_FUZZ_EXAMPLES", raising=False)
+    else:
+        monkeypatch.setenv("LLMLAB_FUZZ_EXAMPLES", value)
+    assert fuzz_examples() == examples
+
+
+@pytest.mark.parametrize("value", ["0", "five", "-3"])
+def test_a_fuzz_budget_that_is_not_a_count_is_refused(monkeypatch, value):
+    monkeypatch.setenv("LLMLAB_FUZZ_EXAMPLES", value)
+    with pytest.raises(ValueError, match="LLMLAB_FUZZ_EXAMPLES must be a whole number"):
+        fuzz_examples()

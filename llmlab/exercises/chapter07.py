@@ -2,9 +2,10 @@
 checked against a real llama-server.
 
 The checker hands the student's function an ``openai.OpenAI`` client whose HTTP client records
-each request it sends (an ``httpx`` event hook: the server is real, only watched), then reads
-what reached the server: the conversation in the request, the text yielded while it streams,
-and, after the generator is closed as Gradio closes it on Stop, whether the server stopped
+each request it sends and each answer it reads (``httpx`` event hooks: the server is real, only
+watched), then reads what reached the server: the conversation in the request, the text
+yielded while it streams, whether the answer was over before its first piece was yielded, and,
+after the generator is closed as Gradio closes it on Stop, whether the server stopped
 generating (its own ``/metrics`` count of predicted tokens and its ``/slots``).
 """
 
@@ -44,8 +45,9 @@ def check_chat_reply(reply: Reply, server: Server) -> None:
     and that closing it stops the server's generation."""
     __tracebackhide__ = True
     name = function_name(reply)
-    sent: list[dict[str, Any]] = []
-    with _recording_client(server, sent) as client:
+    recording = _Recording()
+    sent = recording.sent
+    with _recording_client(server, recording) as client:
         where = f"{name}, on a first message"
         question = "What is the capital of France?"
         pieces = _run(reply, (client, server.model, question, [], 64), where)
@@ -58,19 +60,39 @@ def check_chat_reply(reply: Reply, server: Server) -> None:
         _check_request(sent, where, history=HISTORY, message="What is my name?")
 
         where = f"{name}, stopped after 3 pieces of a long answer"
-        _check_stop(reply, client, server, sent, where)
+        _check_stop(reply, client, server, recording, where)
     passed(f"{name} sends the conversation, streams the answer so far, and Stop stops the server")
 
 
-def _recording_client(server: Server, sent: list[dict[str, Any]]) -> openai.OpenAI:
-    """An ``openai`` client whose HTTP client (the one it is built on, ``DefaultHttpxClient``)
-    keeps the body of every chat request it sends."""
+class _Recording:
+    """What the checker saw of the student's chat requests: each one's body, and its answer
+    (whose ``is_closed`` turns true once the client has read it to its end, or closed it)."""
 
-    def record(request: Any) -> None:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.answers: list[Any] = []  # the responses of openai's HTTP client
+
+    def clear(self) -> None:
+        self.sent.clear()
+        self.answers.clear()
+
+    def request(self, request: Any) -> None:
         if request.url.path.endswith("/chat/completions"):
-            sent.append(json.loads(request.content))
+            self.sent.append(json.loads(request.content))
 
-    http = openai.DefaultHttpxClient(event_hooks={"request": [record]})
+    def response(self, response: Any) -> None:
+        if response.request.url.path.endswith("/chat/completions"):
+            self.answers.append(response)
+
+
+def _recording_client(server: Server, recording: _Recording) -> openai.OpenAI:
+    """An ``openai`` client whose HTTP client (the one it is built on, ``DefaultHttpxClient``)
+    tells ``recording`` of every chat request it sends and every answer it reads."""
+    hooks: dict[str, list[Callable[..., Any]]] = {
+        "request": [recording.request],
+        "response": [recording.response],
+    }
+    http = openai.DefaultHttpxClient(event_hooks=hooks)
     return openai.OpenAI(base_url=server.url("/v1"), api_key=server.api_key or "not-needed",
                          http_client=http, timeout=openai.Timeout(120, connect=5),
                          max_retries=0)  # fmt: skip
@@ -147,11 +169,11 @@ def _check_yields(pieces: list[str], where: str) -> None:
 
 
 def _check_stop(
-    reply: Reply, client: openai.OpenAI, server: Server, sent: list[dict[str, Any]], where: str
+    reply: Reply, client: openai.OpenAI, server: Server, recording: _Recording, where: str
 ) -> None:
     """Close the generator after 3 pieces, as Gradio does on Stop; the server must stop too."""
     __tracebackhide__ = True
-    sent.clear()
+    recording.clear()
     before = _predicted_tokens(server)
     generator = call_student(reply, (client, server.model, ENDLESS, [], STOP_MAX_TOKENS), where)
     for taken in range(3):
@@ -164,11 +186,12 @@ def _check_stop(
                     "give many. Yield the answer so far after every chunk that carries text."
                 ) from None
             raise
-        if taken == 0 and not _busy(server) and _predicted_tokens(server) - before >= 32:
+        if taken == 0 and any(answer.is_closed for answer in recording.answers):
+            # the answer was over before its first piece was yielded
             generator.close()
             raise ExerciseError(f"{where}: {READ_TO_THE_END}")
     generator.close()
-    body = sent[0] if sent else {}
+    body = recording.sent[0] if recording.sent else {}
     asked = body.get("max_tokens", body.get("max_completion_tokens"))
     if asked != STOP_MAX_TOKENS:
         raise ExerciseError(

@@ -68,6 +68,13 @@ def test_where_memory_is_short_the_kv_cache_shrinks_and_vllm_sits_out(monkeypatc
     assert default_cache_tokens() == CACHE_TOKENS and "vLLM" in batching_servers()
 
 
+def test_the_smaller_kv_cache_still_holds_the_longest_request_the_service_accepts():
+    from llmlab.service.app import ServiceSettings
+    from llmlab.service.schemas import MAX_TOKENS_LIMIT
+
+    assert ServiceSettings().max_prompt_tokens + MAX_TOKENS_LIMIT <= LOW_MEMORY_CACHE_TOKENS
+
+
 @pytest.mark.parametrize(("value", "examples"), [(None, 10), ("5", 5), ("300", 300)])
 def test_the_fuzzers_budget_comes_from_the_environment(monkeypatch, value, examples):
     if value is None:

@@ -268,6 +268,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         )
         try:
             return engine().submit(prompt_ids, params)
+        except ValueError as error:  # more than the engine's KV cache could ever hold
+            metrics.requests.labels(endpoint, "rejected").inc()
+            raise HTTPException(400, str(error)) from None
         except QueueFullError:
             metrics.requests.labels(endpoint, "busy").inc()
             raise HTTPException(

@@ -13,9 +13,9 @@ STEP_TOKENS = 512
 #: SmolLM2-135M in float32). Left to itself, Transformers sizes it from free memory: on a CPU,
 #: most of the machine's RAM.
 CACHE_TOKENS = 8192
-#: Where memory is short (``low_memory``, as on Binder's 2 GB): 4 answers of 512 tokens at once;
-#: more wait for blocks to free up.
-LOW_MEMORY_CACHE_TOKENS = 2048
+#: Where memory is short (``low_memory``, as on Binder's 2 GB): room for the longest request the
+#: service accepts (a 1536-token prompt and a 1024-token answer, 0.1 GB); more wait for blocks.
+LOW_MEMORY_CACHE_TOKENS = 2560
 
 
 def default_cache_tokens() -> int:

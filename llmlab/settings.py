@@ -7,6 +7,7 @@ or cache folder without editing a notebook, and a function argument that wins ov
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
@@ -55,6 +56,15 @@ def sweep_waves() -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"${WAVES_ENV} must be a whole number of 1 or more, not {value!r}")
     return int(value)
+
+
+def sweep_levels(levels: Sequence[int]) -> list[int]:
+    """The concurrency levels a notebook's load sweep visits: all of ``levels``, or in a one-wave
+    sweep (``bin/test``) only the lowest and the highest.
+
+    The test run checks that a sweep's code works and that its two ends compare as the text says;
+    the levels in between add minutes of the same code (the saved outputs visit them all)."""
+    return sorted(levels) if sweep_waves() > 1 else sorted({min(levels), max(levels)})
 
 
 def fuzz_examples(default: int = 10) -> int:

@@ -1,4 +1,5 @@
-"""Settings read from the environment: the low-memory switch and its detection."""
+"""Settings read from the environment: the low-memory switch and its detection, the test run's
+shorter sweeps and fuzzing."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -8,7 +9,7 @@ import pytest
 
 from llmlab.bench.timeline import batching_servers
 from llmlab.service.paging import CACHE_TOKENS, LOW_MEMORY_CACHE_TOKENS, default_cache_tokens
-from llmlab.settings import LOW_MEMORY_BYTES, fuzz_examples, low_memory
+from llmlab.settings import LOW_MEMORY_BYTES, fuzz_examples, low_memory, sweep_levels
 
 
 @pytest.fixture
@@ -89,3 +90,15 @@ def test_a_fuzz_budget_that_is_not_a_count_is_refused(monkeypatch, value):
     monkeypatch.setenv("LLMLAB_FUZZ_EXAMPLES", value)
     with pytest.raises(ValueError, match="LLMLAB_FUZZ_EXAMPLES must be a whole number"):
         fuzz_examples()
+
+
+@pytest.mark.parametrize(
+    ("waves", "levels"), [(None, [1, 4, 16]), ("2", [1, 4, 16]), ("1", [1, 16])]
+)
+def test_a_one_wave_sweep_visits_only_the_ends_of_the_range(monkeypatch, waves, levels):
+    if waves is None:
+        monkeypatch.delenv("LLMLAB_SWEEP_WAVES", raising=False)
+    else:
+        monkeypatch.setenv("LLMLAB_SWEEP_WAVES", waves)
+    assert sweep_levels([16, 1, 4]) == levels
+    assert sweep_levels([8]) == [8]  # one level is both ends

@@ -38,6 +38,7 @@ from llmlab.llamacpp.build import (
     copy_tools,
 )
 from llmlab.llamacpp.cpu import isa_flags
+from llmlab.llamacpp.sources import archive_name
 from llmlab.models import DEFAULT_GGUF_REQUIREMENT
 from llmlab.settings import cache_dir
 
@@ -85,8 +86,7 @@ def build_kit(folder: Path) -> Path:
         stamp.write_text(wanted)
     print("kit: llama.cpp's source releases (its tools, its chat page)")
     for source in (SOURCE_PACKAGE, webui.SOURCE):
-        name, _, version = source.partition("==")
-        if not (packages / f"{name.replace('-', '_')}-{version}.tar.gz").is_file():
+        if not (packages / archive_name(source)).is_file():
             _pip("download", "--no-deps", "--no-binary", ":all:", source, "--dest", packages)
     print("kit: the llama.cpp tools built here (built first if needed)")
     tools = build_tools(cuda=False)  # the kit is the CPU stack

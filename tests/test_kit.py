@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from llmlab.llamacpp.build import KIT_CPU, build_dir
+from llmlab.llamacpp.webui import webui_dir
 from llmlab.settings import cache_dir
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(1800)]
@@ -48,6 +49,7 @@ def offline_setup(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
                            text=True, timeout=1500)  # fmt: skip
     assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
     assert f"installing from the kit in {kit}, with no network" in setup.stdout
+    assert "not available" not in setup.stdout, setup.stdout[-3000:]  # tools, chat page
     return env
 
 
@@ -66,6 +68,9 @@ def test_a_machine_set_up_from_the_kit_alone_runs_the_course(offline_setup: dict
     here = build_dir(cuda=False)
     tools = Path(env["LLMLAB_CACHE"]) / "llama.cpp" / here.name / "bin" / "llama-server"
     assert tools.read_bytes() == (here / "bin" / "llama-server").read_bytes()
+    # chapter 07's chat page, taken from the kit's source release as here from PyPI's
+    page = Path(env["LLMLAB_CACHE"]) / "llama-webui" / webui_dir().name / "index.html"
+    assert page.read_bytes() == (webui_dir() / "index.html").read_bytes()
     script = (
         "import vllm, transformers\n"
         "from llmlab import LocalLLM\n"

@@ -14,6 +14,8 @@ from llmlab.llamacpp.build import (
     cuda_compiler,
     find_tools,
 )
+from llmlab.llamacpp.sources import SourceReleaseError, archive_name, source_release
+from llmlab.llamacpp.webui import SOURCE as PAGE_SOURCE
 
 
 def test_the_cached_build_has_every_tool():
@@ -76,3 +78,20 @@ def test_the_cpu_build_is_kept_when_asked_or_without_a_gpu(gpu_machine, monkeypa
     (gpu_machine.parent / "nvidia-smi").unlink()  # a CUDA toolkit but no GPU (a CI machine)
     assert cuda_compiler() is None
     assert not any("CUDA" in arg for arg in cmake_configure(Path("src"), Path("build")))
+
+
+def test_a_source_release_in_the_kit_is_taken_from_it_with_no_index(monkeypatch, tmp_path):
+    held = tmp_path / "kit" / "packages" / archive_name(PAGE_SOURCE)
+    held.parent.mkdir(parents=True)
+    held.write_bytes(b"the kit's copy")
+    monkeypatch.setenv("LLMLAB_KIT", str(tmp_path / "kit"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # as bin/setup sets it for a kit
+    assert held.name == "llama_cpp_python-0.3.19.tar.gz"  # the name pip gives it in the kit
+    assert source_release(PAGE_SOURCE, tmp_path) == held
+
+
+def test_a_source_release_in_neither_the_kit_nor_an_index_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMLAB_KIT", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(SourceReleaseError, match=r"0\.3\.19 is in neither the kit .* nor on PyPI"):
+        source_release(PAGE_SOURCE, tmp_path)

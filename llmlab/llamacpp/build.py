@@ -25,7 +25,6 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -37,11 +36,12 @@ from tqdm.auto import tqdm
 
 from llmlab.errors import LLMLabError
 from llmlab.llamacpp.cpu import cpu_check_summary, isa_flags
+from llmlab.llamacpp.sources import KIT_ENV, source_release
 from llmlab.settings import cache_dir
 
 SOURCE_PACKAGE = "llama-cpp-python==0.3.36"
-#: The offline kit (``llmlab.kit``): its folder, and inside it the tools and the CPU they suit.
-KIT_ENV, KIT_TOOLS, KIT_CPU = "LLMLAB_KIT", "llama.cpp", "cpu.json"
+#: Inside the offline kit (``llmlab.kit``, ``$LLMLAB_KIT``): the tools and the CPU they suit.
+KIT_TOOLS, KIT_CPU = "llama.cpp", "cpu.json"
 #: "0" keeps llama.cpp's CPU build on a machine that could build the CUDA one.
 CUDA_ENV = "LLMLAB_LLAMACPP_CUDA"
 #: A build's two folders: the binaries, and the converter with the packages it imports.
@@ -180,10 +180,7 @@ def _build(target: Path, nvcc: Path | None = None) -> None:
     log_path = target / "build.log"
     with tempfile.TemporaryDirectory(dir=target.parent) as temporary, log_path.open("a") as log:
         scratch = Path(temporary)
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-              SOURCE_PACKAGE, "-d", str(scratch)], log)  # fmt: skip
-        archive = next(scratch.glob("llama_cpp_python-*.tar.gz"))
-        with tarfile.open(archive) as tar:
+        with tarfile.open(source_release(SOURCE_PACKAGE, scratch)) as tar:
             tar.extractall(scratch, filter="data")
         source = next(scratch.glob("llama_cpp_python-*/vendor/llama.cpp"))
         if not all((target / "bin" / name).is_file() for name in BINARIES):

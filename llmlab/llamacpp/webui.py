@@ -9,7 +9,8 @@ or builds it with npm from sources that are not in the release either. So here `
 
 The page comes from llama-cpp-python 0.3.19, the newest source release on PyPI that still
 carries llama.cpp's built page (``tools/server/public/index.html.gz``): the Svelte chat app
-llama.cpp ships today. It is downloaded once (50 MB, from PyPI) and only the page is kept.
+llama.cpp ships today. It is downloaded once (50 MB, from PyPI; or taken from the offline
+kit) and only the page is kept.
 
     python -m llmlab.llamacpp.webui      # prints the folder to pass to --path
 """
@@ -17,13 +18,12 @@ llama.cpp ships today. It is downloaded once (50 MB, from PyPI) and only the pag
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 from llmlab.errors import LLMLabError
+from llmlab.llamacpp.sources import SourceReleaseError, source_release
 from llmlab.settings import cache_dir
 
 #: The source release the page is taken from, and where the page sits inside it.
@@ -47,21 +47,16 @@ def webui_dir() -> Path:
 
 def _download_page() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
-        download = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--no-binary", ":all:", SOURCE, "--dest", tmp],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        archives = list(Path(tmp).glob("*.tar.gz"))
-        if download.returncode != 0 or not archives:
+        try:
+            archive = source_release(SOURCE, Path(tmp))
+        except SourceReleaseError as error:
             raise WebUIError(
-                f"Could not download {SOURCE} from PyPI to take llama.cpp's chat page from it:\n"
-                f"{download.stderr.strip()[-800:]}\nWith a llama-server that has the page built "
-                "in (a llama.cpp release, Homebrew), nothing is needed."
-            )
-        with tarfile.open(archives[0]) as archive:
-            top = archive.getnames()[0].split("/")[0]
-            member = archive.extractfile(f"{top}/{MEMBER}")
+                f"{error}\nWith a llama-server that has the page built in (a llama.cpp release, "
+                "Homebrew), nothing is needed."
+            ) from error
+        with tarfile.open(archive) as tar:
+            top = tar.getnames()[0].split("/")[0]
+            member = tar.extractfile(f"{top}/{MEMBER}")
             if member is None:
                 raise WebUIError(f"{SOURCE} has no {MEMBER}")
             return member.read()

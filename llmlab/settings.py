@@ -58,13 +58,16 @@ def sweep_waves() -> int:
     return int(value)
 
 
-def sweep_levels(levels: Sequence[int]) -> list[int]:
-    """The concurrency levels a notebook's load sweep visits: all of ``levels``, or in a one-wave
-    sweep (``bin/test``) only the lowest and the highest.
+def sweep_levels(levels: Sequence[int], keep: Sequence[int] = ()) -> list[int]:
+    """The levels a notebook's sweep visits (requests in flight, batch sizes): all of ``levels``,
+    or in a one-wave sweep (``bin/test``) only the lowest, the highest and those in ``keep`` (the
+    ones a later cell reads).
 
     The test run checks that a sweep's code works and that its two ends compare as the text says;
     the levels in between add minutes of the same code (the saved outputs visit them all)."""
-    return sorted(levels) if sweep_waves() > 1 else sorted({min(levels), max(levels)})
+    if sweep_waves() > 1:
+        return sorted(levels)
+    return sorted({min(levels), max(levels), *(level for level in keep if level in levels)})
 
 
 def fuzz_examples(default: int = 10) -> int:

@@ -102,3 +102,10 @@ def test_a_one_wave_sweep_visits_only_the_ends_of_the_range(monkeypatch, waves, 
         monkeypatch.setenv("LLMLAB_SWEEP_WAVES", waves)
     assert sweep_levels([16, 1, 4]) == levels
     assert sweep_levels([8]) == [8]  # one level is both ends
+
+
+@pytest.mark.parametrize(("waves", "levels"), [("2", [1, 4, 16, 32]), ("1", [1, 16, 32])])
+def test_a_level_a_later_cell_reads_is_kept_in_a_one_wave_sweep(monkeypatch, waves, levels):
+    monkeypatch.setenv("LLMLAB_SWEEP_WAVES", waves)
+    assert sweep_levels([1, 4, 16, 32], keep=[16]) == levels
+    assert sweep_levels([1, 4], keep=[16]) == [1, 4]  # only levels of the sweep are kept

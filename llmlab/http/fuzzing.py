@@ -205,7 +205,8 @@ def hostile_body(draw: Callable, body: Any, hostile: Sequence[str] = HOSTILE_JSO
 
 
 def short_answers(body: Any) -> Any:
-    """Cap how much a drawn request may generate, wherever it says so."""
+    """Cap how much a drawn request may generate, wherever it says so: as an integer or as a
+    whole float (JSON's ``603.0``, which the servers accept as 603)."""
     if not isinstance(body, dict):
         return body
     body = dict(body)
@@ -213,7 +214,11 @@ def short_answers(body: Any) -> Any:
         body.setdefault("max_tokens", MAX_ANSWER_TOKENS)  # the service's default is 256
     for key in ("max_tokens", "num_predict"):
         value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_ANSWER_TOKENS:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and value > MAX_ANSWER_TOKENS
+        ):
             body[key] = MAX_ANSWER_TOKENS
     if isinstance(body.get("num_predict"), int) and body["num_predict"] < 0:
         body["num_predict"] = MAX_ANSWER_TOKENS  # -1 would fill the context

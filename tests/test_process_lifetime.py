@@ -36,15 +36,21 @@ client = ollama.Client(host=ollama_app.base_url, timeout=120)
 client.create(model="m", from_=str(default_gguf()))
 client.generate(model="m", prompt="Hi", options={"num_predict": 1})
 """
-#: Two llama-server replicas behind vLLM's router, with an API key, and a vLLM server.
+#: A vLLM server, started in a thread (the slowest to start: the other servers start meanwhile).
+VLLM_MEANWHILE = """
+from concurrent.futures import ThreadPoolExecutor
+from llmlab.servers.vllm import vllm_server
+
+vllm = ThreadPoolExecutor().submit(vllm_server(enforce_eager=True, max_num_seqs=4).start)
+"""
+#: Two llama-server replicas behind vLLM's router, with an API key; then vLLM is waited for.
 ROUTER_AND_VLLM = """
 from llmlab.scaleout import replicas, vllm_router
-from llmlab.servers.vllm import vllm_server
 
 fleet = replicas(2, parallel=1, api_key="sk-lifetime")
 servers = fleet.__enter__()
 router = vllm_router([s.base_url for s in servers], api_key="sk-lifetime").start()
-vllm = vllm_server(enforce_eager=True, max_num_seqs=4).start()
+vllm.result()
 """
 #: Grace the reaper gives a server after SIGTERM (10 s) and after SIGKILL, with room to spare.
 GONE_WITHIN_S = 30
@@ -76,7 +82,7 @@ def started_servers(processes: list[psutil.Process]) -> set[str]:
 
 
 def test_a_killed_python_process_takes_every_server_with_it(tmp_path: Path):
-    script = owner_script(tmp_path, OLLAMA_WITH_A_RUNNER, ROUTER_AND_VLLM)
+    script = owner_script(tmp_path, VLLM_MEANWHILE, OLLAMA_WITH_A_RUNNER, ROUTER_AND_VLLM)
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert owner.stdout.readline().strip() == "ready"

@@ -22,3 +22,8 @@ def test_what_is_not_a_large_number_is_left_for_the_server_to_judge(asked):
 def test_a_request_that_names_no_length_gets_the_cap():
     assert short_answers({"messages": []})["max_tokens"] == MAX_ANSWER_TOKENS
     assert "max_tokens" not in short_answers({"model": "x"})  # nothing to generate
+
+
+@pytest.mark.parametrize("asked", [-1, -1.0])
+def test_an_endless_num_predict_is_capped_whatever_its_number_type(asked):
+    assert short_answers({"num_predict": asked})["num_predict"] == MAX_ANSWER_TOKENS

@@ -205,8 +205,8 @@ def hostile_body(draw: Callable, body: Any, hostile: Sequence[str] = HOSTILE_JSO
 
 
 def short_answers(body: Any) -> Any:
-    """Cap how much a drawn request may generate, wherever it says so: as an integer or as a
-    whole float (JSON's ``603.0``, which the servers accept as 603)."""
+    """Cap how much a drawn request may generate, wherever it says so, written as an integer or
+    as a float (JSON's ``603.0``, which the servers accept as 603)."""
     if not isinstance(body, dict):
         return body
     body = dict(body)
@@ -214,18 +214,19 @@ def short_answers(body: Any) -> Any:
         body.setdefault("max_tokens", MAX_ANSWER_TOKENS)  # the service's default is 256
     for key in ("max_tokens", "num_predict"):
         value = body.get(key)
-        if (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and value > MAX_ANSWER_TOKENS
-        ):
+        if _is_number(value) and value > MAX_ANSWER_TOKENS:
             body[key] = MAX_ANSWER_TOKENS
-    if isinstance(body.get("num_predict"), int) and body["num_predict"] < 0:
+    if _is_number(body.get("num_predict")) and body["num_predict"] < 0:
         body["num_predict"] = MAX_ANSWER_TOKENS  # -1 would fill the context
     if isinstance(body.get("options"), dict):
         body["options"] = short_answers(body["options"])
     body.pop("num_ctx", None)  # each context size starts a llama-server of its own
     return body
+
+
+def _is_number(value: Any) -> bool:
+    """An integer or a float, as JSON numbers decode; not a bool (an int to Python)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _paths(body: Any, path: tuple = ()) -> Iterator[tuple]:

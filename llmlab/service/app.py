@@ -239,7 +239,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise HTTPException(500, f"The model failed to load: {failures[0]}")
         raise HTTPException(503, "The model is still loading.", headers={"Retry-After": "5"})
 
-    def check_key(authorization: str | None = Header(None)) -> None:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a hop per request that the
+    # first-token stages show (parse: 1.2 -> 0.7 ms at 1 client, 11-75 -> 4-14 ms at 16).
+    async def check_key(authorization: str | None = Header(None)) -> None:
         if settings.api_key is None:
             return
         if not authorization or not authorization.startswith("Bearer "):
